@@ -1,0 +1,73 @@
+"""Checkpoint folders: config.json + model.safetensors, registry lookup, pickle refused."""
+
+import json
+
+import pytest
+import torch
+
+from unitok import ConfigError
+from unitok.checkpoint import WEIGHTS_NAME, load_pretrained, register
+
+from toys import ToyImage, ToyImageConfig
+
+
+def test_round_trip(tmp_path):
+    model = ToyImage(ToyImageConfig(levels=8, layout="raster"))
+    model.save_pretrained(tmp_path / "ck")
+    again = load_pretrained(tmp_path / "ck")
+    assert isinstance(again, ToyImage) and again.cfg == model.cfg
+    assert again.fingerprint() == model.fingerprint()
+    data = json.loads((tmp_path / "ck" / "config.json").read_text())
+    assert data["type"] == "toyimage.residual" and data["config"]["levels"] == 8
+
+
+def test_pickle_is_refused(tmp_path):
+    folder = tmp_path / "ck"
+    ToyImage().save_pretrained(folder)
+    (folder / WEIGHTS_NAME).unlink()
+    torch.save({"scale": torch.tensor(1.0)}, folder / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match="pickle checkpoints are refused"):
+        load_pretrained(folder)
+
+
+def test_truncated_weights(tmp_path):
+    folder = tmp_path / "ck"
+    ToyImage().save_pretrained(folder)
+    data = (folder / WEIGHTS_NAME).read_bytes()
+    (folder / WEIGHTS_NAME).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="truncated or corrupted"):
+        load_pretrained(folder)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(type="nosuch.thing"), "unknown tokenizer type"),
+    (lambda d: d.update(type="os.system"), "unknown tokenizer type"),
+    (lambda d: d.update(type="../../etc"), "invalid tokenizer type"),
+    (lambda d: d.update(format_version=7), "format version"),
+    (lambda d: d["config"].update(bogus=1), "unknown ToyImageConfig option"),
+])
+def test_tampered_config(tmp_path, edit, message):
+    folder = tmp_path / "ck"
+    ToyImage().save_pretrained(folder)
+    data = json.loads((folder / "config.json").read_text())
+    edit(data)
+    (folder / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=message):
+        load_pretrained(folder)
+
+
+def test_truncated_config_and_missing_folder(tmp_path):
+    folder = tmp_path / "ck"
+    ToyImage().save_pretrained(folder)
+    (folder / "config.json").write_text('{"type": "toyim')
+    with pytest.raises(ConfigError, match="config.json"):
+        load_pretrained(folder)
+    with pytest.raises(ConfigError, match="not found"):
+        load_pretrained(tmp_path / "nowhere")
+
+
+def test_registering_a_taken_name_is_an_error():
+    with pytest.raises(ValueError, match="already registered"):
+        @register("toyimage.residual")
+        class Other:  # noqa: F841
+            pass

@@ -1,0 +1,111 @@
+"""The unitok command: info, encode, decode, errors and exit codes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import unitok
+from unitok.cli import main
+from unitok import Image, UniTokenizer
+
+from toys import ToyImage
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_info(capsys):
+    code, out, _ = run(capsys, "info")
+    assert code == 0
+    assert "text" in out and "special" in out and "fingerprint" in out
+    code, out, _ = run(capsys, "info", "--json")
+    manifest = json.loads(out)
+    assert manifest["fingerprint"] == unitok.load().space.fingerprint
+
+
+def test_encode_decode_text_files_byte_exact(capsys, tmp_path):
+    code, _, err = run(capsys, "encode", EXAMPLES, "-o", tmp_path / "tok")
+    assert code == 0, err
+    code, _, err = run(capsys, "decode", tmp_path / "tok", "-o", tmp_path / "out")
+    assert code == 0, err
+    sources = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".txt", ".md"))
+    assert sources
+    for src in sources:
+        assert (tmp_path / "out" / src.name).read_bytes() == src.read_bytes()
+
+
+def test_bad_inputs_are_reported_and_the_rest_processed(capsys, tmp_path):
+    good = tmp_path / "good.txt"
+    good.write_text("fine")
+    code, _, err = run(capsys, "encode", good, tmp_path / "missing.txt", "-o", tmp_path / "tok")
+    assert code == 1
+    assert "missing.txt" in err and "no such file" in err
+    assert (tmp_path / "tok" / "good.txt.tokens.json").exists()
+
+
+def test_decode_generated_ids_strict_and_lenient(capsys, tmp_path):
+    tok = unitok.load()
+    ids = tok.encode("generated text").ids.tolist()
+    ids.insert(2, len(tok.space) + 1)
+    gen = tmp_path / "gen.txt"
+    gen.write_text(" ".join(map(str, ids)))
+    code, _, err = run(capsys, "decode", gen, "-o", tmp_path / "out")
+    assert code == 1 and "unknown id" in err and "at id 2" in err
+    code, _, err = run(capsys, "decode", gen, "-o", tmp_path / "out", "--lenient")
+    assert code == 0 and "repaired" in err
+    parts = sorted((tmp_path / "out").iterdir())
+    assert b"".join(p.read_bytes() for p in parts) == b"generated text"
+
+
+def test_decode_refuses_another_space(capsys, tmp_path):
+    tok = unitok.load()
+    seq = tok.encode("x")
+    data = seq.to_dict()
+    data["fingerprint"] = "0" * 64
+    (tmp_path / "x.tokens.json").write_text(json.dumps(data))
+    code, _, err = run(capsys, "decode", tmp_path / "x.tokens.json", "-o", tmp_path / "out")
+    assert code == 1 and "token space" in err
+
+
+def test_media_with_a_suite_folder(capsys, tmp_path):
+    suite = tmp_path / "suite"
+    UniTokenizer(unitok.text.load_default(), {"image": ToyImage()}).save_pretrained(suite)
+    Image.from_array(torch.randint(0, 255, (3, 21, 37), dtype=torch.uint8)).save(tmp_path / "pic.png")
+    code, _, err = run(capsys, "encode", tmp_path / "pic.png", "-o", tmp_path / "tok", "--suite", suite)
+    assert code == 0, err
+    code, _, err = run(capsys, "decode", tmp_path / "tok", "-o", tmp_path / "out", "--suite", suite)
+    assert code == 0, err
+    out = Image.open(tmp_path / "out" / "pic.png")
+    assert (out.height, out.width) == (21, 37)
+    # the bundled suite has no image tokenizer yet: a clear, per-file error
+    code, _, err = run(capsys, "encode", tmp_path / "pic.png", "-o", tmp_path / "tok2")
+    assert code == 1 and "pic.png" in err and "no image tokenizer" in err
+
+
+def test_help_documents_every_option(capsys):
+    for cmd, options in {"encode": ["--output", "--suite", "--bos", "--eos", "--allowed-special", "--device"],
+                         "decode": ["--output", "--suite", "--lenient", "--space", "--device"],
+                         "info": ["--json", "--suite", "--device"]}.items():
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        for opt in options:
+            assert opt in out
+
+
+def test_console_script():
+    out = subprocess.run(["unitok", "frobnicate"], capture_output=True, text=True)
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+    out = subprocess.run(["unitok", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("unitok ")

@@ -1,0 +1,452 @@
+"""Group-of-tokens layouts: the order in which a modality's codes become tokens, and which tokens a
+model predicts together in one step (a *group*). Every layout has an exact inverse.
+
+A media layout is bound to one shape (a header) and is a fixed *plan*: for each token position,
+the level it must carry (or a structural marker such as ``PAD``), its group, and the index of its
+code in a canonical flat buffer. ``flatten`` gathers codes through the plan; ``unflatten``
+scatters them back, so the inverse is exact by construction. Validation and repair of
+model-generated tokens happen against the same plan.
+
+Layouts know nothing of global ids: ``unitok.space`` turns ``(level, code)`` into ids and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, TokenSequenceError
+
+# Structural markers a layout may put where a level index would go. They become special ids.
+PAD = -1   # "no code here" (delay pattern); <|pad|>
+EOL = -2   # end of a raster row; <|eol|>
+EOF = -3   # end of a frame; <|eof|>
+FOREIGN = -9  # an id that belongs to neither this modality nor its structural tokens
+STRUCTURAL = {PAD: "<|pad|>", EOL: "<|eol|>", EOF: "<|eof|>"}
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One change lenient decoding made to a token sequence."""
+
+    position: int   # index in the decoded id sequence where the problem was found
+    action: str     # "dropped", "padded", "replaced", "closed", "skipped"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"position {self.position}: {self.action}: {self.reason}"
+
+
+@dataclass
+class Flat:
+    """A laid-out segment body. All arrays are [N] int64."""
+
+    levels: np.ndarray   # level per token, or a structural marker (< 0)
+    codes: np.ndarray    # code within the level's codebook (0 for structural tokens)
+    groups: np.ndarray   # group per token, 0-based, non-decreasing
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+
+def _describe_level(level: int) -> str:
+    if level >= 0:
+        return f"a level-{level} code"
+    if level == FOREIGN:
+        return "an id of another modality or text"
+    return STRUCTURAL[level]
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of True in a 1-D bool array."""
+    if not mask.any():
+        return []
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """Text: ``k`` tokens per group (``k=1`` is classic next-token prediction)."""
+
+    k: int = 1
+    name: ClassVar[str] = "sequential"
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ConfigError(f"Sequential layout needs k >= 1, got {self.k}")
+
+    def groups(self, n: int) -> np.ndarray:
+        return np.arange(n, dtype=np.int64) // self.k
+
+    def config(self) -> dict:
+        return {"name": self.name, "k": self.k}
+
+
+# -- media --------------------------------------------------------------------------------------
+
+
+class Layout:
+    """Base of the media layouts. Subclasses define ``_build_plan`` and the codes container."""
+
+    name: ClassVar[str]
+
+    # subclasses: return (levels [N], groups [N], index [N]) with index -1 for structural tokens
+    def _build_plan(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def pack(self, codes) -> np.ndarray:
+        """Codes container -> canonical flat buffer [num_codes]."""
+        raise NotImplementedError
+
+    def unpack(self, buffer: np.ndarray):
+        """Canonical flat buffer [num_codes] -> codes container."""
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    @cached_property
+    def _plan(self):
+        levels, groups, index = (np.asarray(a, dtype=np.int64) for a in self._build_plan())
+        levels.flags.writeable = groups.flags.writeable = index.flags.writeable = False
+        return levels, groups, index
+
+    @property
+    def expected_levels(self) -> np.ndarray:
+        return self._plan[0]
+
+    @property
+    def groups(self) -> np.ndarray:
+        return self._plan[1]
+
+    @property
+    def num_groups(self) -> int:
+        g = self.groups
+        return int(g[-1]) + 1 if len(g) else 0
+
+    def __len__(self) -> int:
+        """Number of tokens in a body laid out this way, computed without building the plan (so
+        an absurd header from a generated sequence can be refused before any allocation)."""
+        raise NotImplementedError
+
+    def flatten(self, codes) -> Flat:
+        levels, groups, index = self._plan
+        buffer = self.pack(codes)
+        out = np.zeros(len(levels), dtype=np.int64)
+        is_code = index >= 0
+        out[is_code] = buffer[index[is_code]]
+        return Flat(levels.copy(), out, groups.copy())
+
+    def unflatten(self, levels: np.ndarray, codes: np.ndarray, *, positions: np.ndarray | None = None,
+                  strict: bool = True, what: str = "segment") -> tuple[object, list[Repair]]:
+        """Tokens of one body -> codes container, exactly inverting :meth:`flatten`.
+
+        Args:
+            levels: [n] level per token as parsed by the token space (``FOREIGN`` for ids that do
+                not belong here, structural markers for <|pad|> etc.).
+            codes: [n] code per token.
+            positions: [n] index of each token in the whole id sequence (for messages); defaults
+                to 0..n-1. ``positions`` may carry one extra trailing entry: the position right
+                after the body, used to report truncation.
+            strict: raise ``TokenSequenceError`` on the first problem; otherwise repair (drop
+                foreign ids, replace wrong-level tokens by code 0, pad or drop to the declared
+                length) and report each repair.
+        Returns:
+            (codes container, repairs)
+        """
+        levels = np.asarray(levels, dtype=np.int64)
+        codes = np.asarray(codes, dtype=np.int64)
+        n = len(levels)
+        positions = np.arange(n + 1, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
+        end_position = int(positions[n]) if len(positions) > n else (int(positions[-1]) + 1 if n else 0)
+        exp_levels, exp_groups, index = self._plan
+        N = len(exp_levels)
+        repairs: list[Repair] = []
+
+        foreign = levels == FOREIGN
+        if foreign.any():
+            first = int(np.flatnonzero(foreign)[0])
+            if strict:
+                raise TokenSequenceError(f"{_describe_level(FOREIGN)} inside a {what}", int(positions[first]))
+            for a, b in _runs(foreign):
+                repairs.append(Repair(int(positions[a]), "dropped", f"{b - a} foreign id(s) inside a {what}"))
+            keep = ~foreign
+            levels, codes, positions = levels[keep], codes[keep], np.append(positions[:n][keep], end_position)
+            n = len(levels)
+
+        m = min(n, N)
+        wrong = levels[:m] != exp_levels[:m]
+        if wrong.any():
+            first = int(np.flatnonzero(wrong)[0])
+            if strict:
+                raise TokenSequenceError(
+                    f"expected {_describe_level(int(exp_levels[first]))} (token {first} of the {what}, group "
+                    f"{int(exp_groups[first])}), got {_describe_level(int(levels[first]))}", int(positions[first]))
+            for a, b in _runs(wrong):
+                repairs.append(Repair(int(positions[a]), "replaced",
+                                      f"{b - a} token(s) of the wrong level in a {what} replaced by code 0"))
+            codes = codes.copy()
+            codes[:m][wrong] = 0
+        if n < N:
+            group = int(exp_groups[n])
+            reason = (f"{what} truncated after {n} of {N} tokens (group {group} of {self.num_groups} "
+                      f"is incomplete)")
+            if strict:
+                raise TokenSequenceError(reason, end_position)
+            repairs.append(Repair(end_position, "padded", f"{reason}; padded {N - n} token(s) with code 0"))
+        elif n > N:
+            if strict:
+                raise TokenSequenceError(f"{what} has {n - N} token(s) more than its shape allows ({N})",
+                                         int(positions[N]))
+            repairs.append(Repair(int(positions[N]), "dropped",
+                                  f"{n - N} token(s) beyond the {N} the {what}'s shape allows"))
+
+        buffer = np.zeros(self.num_codes, dtype=np.int64)
+        is_code = index[:m] >= 0
+        buffer[index[:m][is_code]] = codes[:m][is_code]
+        return self.unpack(buffer), repairs
+
+    @property
+    def num_codes(self) -> int:
+        raise NotImplementedError
+
+
+def _check_grid(arr, shape: tuple[int, ...], what: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.shape != shape:
+        raise ConfigError(f"{what}: expected codes of shape {shape}, got {arr.shape}")
+    return arr.astype(np.int64).reshape(-1)
+
+
+def _check_scales(scales: Sequence[Sequence[int]], level_of_scale: Sequence[int] | None):
+    scales = tuple((int(h), int(w)) for h, w in scales)
+    if not scales or any(h < 1 or w < 1 for h, w in scales):
+        raise ConfigError(f"scales must be a non-empty list of positive (h, w), got {scales}")
+    if level_of_scale is None:
+        level_of_scale = (0,) * len(scales)
+    level_of_scale = tuple(int(x) for x in level_of_scale)
+    if len(level_of_scale) != len(scales) or min(level_of_scale) < 0:
+        raise ConfigError(f"level_of_scale must give one level >= 0 per scale, got {level_of_scale}")
+    return scales, level_of_scale
+
+
+@dataclass(frozen=True, eq=True)
+class Raster(Layout):
+    """Single-scale grid, raster order. ``codes: [L, H, W]`` (L levels per position, e.g. residual
+    codebooks; L=1 for a plain VQ). ``group="token"``: one group per position (its L codes);
+    ``group="row"``: one group per row. ``eol=True`` ends each row with ``<|eol|>`` (own group)."""
+
+    height: int
+    width: int
+    levels: int = 1
+    group: str = "token"
+    eol: bool = False
+    name: ClassVar[str] = "raster"
+
+    def __post_init__(self):
+        if min(self.height, self.width, self.levels) < 1:
+            raise ConfigError(f"Raster layout needs positive sizes, got {self.height}x{self.width}x{self.levels}")
+        if self.group not in ("token", "row"):
+            raise ConfigError(f"Raster group must be 'token' or 'row', got {self.group!r}")
+
+    @property
+    def num_codes(self) -> int:
+        return self.levels * self.height * self.width
+
+    def __len__(self) -> int:
+        return self.height * (self.width * self.levels + self.eol)
+
+    def _build_plan(self):
+        L, H, W = self.levels, self.height, self.width
+        h, w, l = np.meshgrid(np.arange(H), np.arange(W), np.arange(L), indexing="ij")  # [H, W, L]
+        index = (l * H * W + h * W + w).reshape(H, W * L)
+        levels = l.reshape(H, W * L)
+        if self.group == "token":
+            groups = (h * (W + self.eol) + w).reshape(H, W * L)
+        else:
+            groups = (h * (1 + self.eol)).reshape(H, W * L)
+        if self.eol:
+            row_group = groups[:, -1:] + 1
+            index = np.concatenate([index, np.full((H, 1), -1)], axis=1)
+            levels = np.concatenate([levels, np.full((H, 1), EOL)], axis=1)
+            groups = np.concatenate([groups, row_group], axis=1)
+        return levels.reshape(-1), groups.reshape(-1), index.reshape(-1)
+
+    def pack(self, codes) -> np.ndarray:
+        return _check_grid(codes, (self.levels, self.height, self.width), "raster layout")
+
+    def unpack(self, buffer):
+        return buffer.reshape(self.levels, self.height, self.width)
+
+    def config(self) -> dict:
+        return {"name": self.name, "group": self.group, "eol": self.eol}
+
+
+@dataclass(frozen=True, eq=True)
+class NextScale(Layout):
+    """Multi-scale residual codes, coarse to fine, one group per scale (VAR / Infinity).
+    ``codes``: list over scales of ``[h_s, w_s]``. ``level_of_scale[s]`` is the codebook level the
+    codes of scale ``s`` use (all 0 for one shared codebook)."""
+
+    scales: tuple[tuple[int, int], ...]
+    level_of_scale: tuple[int, ...] | None = None
+    name: ClassVar[str] = "next_scale"
+
+    def __post_init__(self):
+        scales, los = _check_scales(self.scales, self.level_of_scale)
+        object.__setattr__(self, "scales", scales)
+        object.__setattr__(self, "level_of_scale", los)
+
+    @property
+    def num_codes(self) -> int:
+        return sum(h * w for h, w in self.scales)
+
+    def __len__(self) -> int:
+        return self.num_codes
+
+    def _build_plan(self):
+        sizes = [h * w for h, w in self.scales]
+        levels = np.repeat(self.level_of_scale, sizes)
+        groups = np.repeat(np.arange(len(sizes)), sizes)
+        return levels, groups, np.arange(sum(sizes))
+
+    def pack(self, codes) -> np.ndarray:
+        if len(codes) != len(self.scales):
+            raise ConfigError(f"next-scale layout: expected {len(self.scales)} scales, got {len(codes)}")
+        return np.concatenate([_check_grid(c, s, f"scale {i}") for i, (c, s) in enumerate(zip(codes, self.scales))])
+
+    def unpack(self, buffer):
+        out, start = [], 0
+        for h, w in self.scales:
+            out.append(buffer[start:start + h * w].reshape(h, w))
+            start += h * w
+        return out
+
+    def config(self) -> dict:
+        return {"name": self.name, "scales": [list(s) for s in self.scales], "level_of_scale": list(self.level_of_scale)}
+
+
+@dataclass(frozen=True, eq=True)
+class FrameScale(Layout):
+    """Video: one group per (latent frame, scale), frames in time order, scales coarse to fine
+    (next-frame-and-scale). ``codes``: list over frames of lists over scales of ``[h_s, w_s]``.
+    A single-scale video is ``scales=((h, w),)``. ``eof=True`` ends each frame with ``<|eof|>``
+    (own group)."""
+
+    frames: int
+    scales: tuple[tuple[int, int], ...]
+    level_of_scale: tuple[int, ...] | None = None
+    eof: bool = False
+    name: ClassVar[str] = "frame_scale"
+
+    def __post_init__(self):
+        if self.frames < 1:
+            raise ConfigError(f"FrameScale layout needs at least one frame, got {self.frames}")
+        scales, los = _check_scales(self.scales, self.level_of_scale)
+        object.__setattr__(self, "scales", scales)
+        object.__setattr__(self, "level_of_scale", los)
+
+    @property
+    def _frame(self) -> NextScale:
+        return NextScale(self.scales, self.level_of_scale)
+
+    @property
+    def num_codes(self) -> int:
+        return self.frames * self._frame.num_codes
+
+    def __len__(self) -> int:
+        return self.frames * (self._frame.num_codes + self.eof)
+
+    def _build_plan(self):
+        f_levels, f_groups, f_index = self._frame._plan
+        per_frame, S = len(f_levels), len(self.scales)
+        if self.eof:
+            f_levels = np.append(f_levels, EOF)
+            f_groups = np.append(f_groups, S)
+            f_index = np.append(f_index, -1)
+            S += 1
+        t = np.arange(self.frames)[:, None]
+        levels = np.broadcast_to(f_levels, (self.frames, len(f_levels)))
+        groups = t * S + f_groups
+        index = np.where(f_index >= 0, t * per_frame + f_index, -1)
+        return levels.reshape(-1), groups.reshape(-1), index.reshape(-1)
+
+    def pack(self, codes) -> np.ndarray:
+        if len(codes) != self.frames:
+            raise ConfigError(f"frame-scale layout: expected {self.frames} frames, got {len(codes)}")
+        return np.concatenate([self._frame.pack(f) for f in codes])
+
+    def unpack(self, buffer):
+        n = self._frame.num_codes
+        return [self._frame.unpack(buffer[t * n:(t + 1) * n]) for t in range(self.frames)]
+
+    def config(self) -> dict:
+        return {"name": self.name, "scales": [list(s) for s in self.scales],
+                "level_of_scale": list(self.level_of_scale), "eof": self.eof}
+
+
+@dataclass(frozen=True, eq=True)
+class CodecDepth(Layout):
+    """Audio residual codes ``[K, T]``: one group per frame holding its K codes, coarse to fine
+    (next-codec prediction)."""
+
+    levels: int
+    frames: int
+    name: ClassVar[str] = "codec_depth"
+
+    def __post_init__(self):
+        if self.levels < 1 or self.frames < 0:
+            raise ConfigError(f"{self.name} layout needs levels >= 1 and frames >= 0")
+
+    @property
+    def num_codes(self) -> int:
+        return self.levels * self.frames
+
+    def __len__(self) -> int:
+        return self.levels * self.frames
+
+    def _build_plan(self):
+        K, T = self.levels, self.frames
+        t, k = np.meshgrid(np.arange(T), np.arange(K), indexing="ij")  # [T, K]
+        return k.reshape(-1), t.reshape(-1), (k * T + t).reshape(-1)
+
+    def pack(self, codes) -> np.ndarray:
+        return _check_grid(codes, (self.levels, self.frames), f"{self.name} layout")
+
+    def unpack(self, buffer):
+        return buffer.reshape(self.levels, self.frames)
+
+    def config(self) -> dict:
+        return {"name": self.name}
+
+
+@dataclass(frozen=True, eq=True)
+class Delay(CodecDepth):
+    """MusicGen's delay pattern over ``[K, T]``: level k is shifted right by k steps, giving
+    ``T + K - 1`` groups of K tokens; positions with no code hold ``<|pad|>``."""
+
+    name: ClassVar[str] = "delay"
+
+    def __len__(self) -> int:
+        return self.levels * (self.frames + self.levels - 1) if self.frames else 0
+
+    def _build_plan(self):
+        K, T = self.levels, self.frames
+        steps = T + K - 1 if T else 0
+        s, k = np.meshgrid(np.arange(steps), np.arange(K), indexing="ij")  # [steps, K]
+        t = s - k
+        valid = (t >= 0) & (t < T)
+        levels = np.where(valid, k, PAD)
+        index = np.where(valid, k * T + t, -1)
+        return levels.reshape(-1), s.reshape(-1), index.reshape(-1)
+
+
+LAYOUTS = {cls.name: cls for cls in (Raster, NextScale, FrameScale, CodecDepth, Delay)}

@@ -1,0 +1,66 @@
+"""The contract a media tokenizer (image, video, audio) fulfils to plug into ``UniTokenizer``.
+
+A media tokenizer is an ``nn.Module`` that:
+
+- declares its ``modality`` and the integer ``header_fields`` written as shape tokens after the
+  begin token (e.g. ``("height", "width")`` in pixels, so any size round-trips exactly);
+- turns one item into ``(header, codes)`` and back (``encode_item`` / ``decode_item``);
+- says how its codes are laid out for a given header (``layout(header)``, a ``unitok.layout``
+  layout whose ``flatten`` accepts those codes);
+- declares ``codebook_sizes`` (one per level), which fix its id ranges in the token space;
+- registers its checkpoint type with ``unitok.checkpoint.register`` and is found by
+  ``unitok.load`` in a suite folder (``<suite>/<modality>/config.json``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from .checkpoint import Pretrained, config_to_dict, state_fingerprint
+from .errors import TokenSequenceError
+from .layout import Layout
+
+
+class MediaTokenizer(Pretrained, nn.Module):
+    modality: ClassVar[str]
+    header_fields: ClassVar[tuple[str, ...]]
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        raise NotImplementedError
+
+    def encode_item(self, item) -> tuple[dict[str, int], object]:
+        """One media item -> ``(header, codes)``; ``codes`` is what ``layout(header).flatten`` takes."""
+        raise NotImplementedError
+
+    def decode_item(self, header: dict[str, int], codes) -> object:
+        """Inverse of :meth:`encode_item` (up to the codec's loss)."""
+        raise NotImplementedError
+
+    def layout(self, header: dict[str, int]) -> Layout:
+        raise NotImplementedError
+
+    def check_header(self, header: dict[str, int]) -> None:
+        """Raise ``TokenSequenceError`` (position filled in by the caller) if decoded shape values
+        are impossible. The default refuses zeros; codecs add their own limits."""
+        for name, value in header.items():
+            if value < 1:
+                raise TokenSequenceError(f"{self.modality} header field {name!r} is {value}, must be >= 1")
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def fingerprint(self) -> str:
+        """Identity of this tokenizer: type, config and weights."""
+        cfg = json.dumps({"type": self.checkpoint_type, "config": config_to_dict(self.cfg)}, sort_keys=True)
+        return hashlib.sha256((cfg + state_fingerprint(self.state_dict())).encode()).hexdigest()

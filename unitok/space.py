@@ -1,0 +1,359 @@
+"""The shared token space: every id arithmetic in unitok lives here.
+
+Ids are laid out as::
+
+    [text vocab][unitok special block][image levels][video levels][audio levels]
+
+Text comes first and keeps its own ids, so a pretrained LLM vocabulary can be extended in place.
+The special block has a fixed size (``SPECIAL_BLOCK``): named tokens first, then the shape-digit
+tokens, then reserved slots, so adding a named token later never shifts an existing id. Every
+media level (one per codebook) gets its own contiguous range, so an id alone tells
+``(modality, level, code)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, TokenSequenceError
+from .layout import FOREIGN, STRUCTURAL
+
+MANIFEST_VERSION = 1
+
+MEDIA_MODALITIES = ("image", "video", "audio")
+
+#: Named special tokens, in slot order. The order is a contract: append, never reorder.
+SPECIAL_TOKENS = (
+    "<|bos|>", "<|eos|>", "<|pad|>",
+    "<|image|>", "<|/image|>",
+    "<|video|>", "<|/video|>",
+    "<|audio|>", "<|/audio|>",
+    "<|sep|>", "<|eol|>", "<|eof|>",
+)
+NAMED_SLOTS = 64          # named tokens + reserved named slots
+DIM_BASE = 1024           # shape tokens <|dim:0|> .. <|dim:1023|>: digits of a base-1024 number
+DIM_DIGITS = 2            # every shape field is written with this many digits (max 1024**2 - 1)
+SPECIAL_BLOCK = 2048      # NAMED_SLOTS + DIM_BASE + reserved slots
+MAX_DIM = DIM_BASE ** DIM_DIGITS - 1
+
+BEGIN = {m: f"<|{m}|>" for m in MEDIA_MODALITIES}
+END = {m: f"<|/{m}|>" for m in MEDIA_MODALITIES}
+
+
+@dataclass(frozen=True)
+class Range:
+    """One contiguous block of ids: ``[start, stop)``."""
+
+    modality: str   # "text", "special", "image", "video" or "audio"
+    level: int
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _special_name(slot: int) -> str:
+    if slot < len(SPECIAL_TOKENS):
+        return SPECIAL_TOKENS[slot]
+    if slot < NAMED_SLOTS:
+        return f"<|reserved_{slot}|>"
+    if slot < NAMED_SLOTS + DIM_BASE:
+        return f"<|dim:{slot - NAMED_SLOTS}|>"
+    return f"<|reserved_{slot}|>"
+
+
+class TokenSpace:
+    """The unified vocabulary of a tokenizer suite.
+
+    Args:
+        text_vocab_size: number of ids the text tokenizer uses (its own specials included).
+        codebook_sizes: per media modality, one codebook size per level.
+        components: per component, the fingerprint string of its configuration and weights; any
+            change to a component changes the space's fingerprint.
+    """
+
+    def __init__(
+        self,
+        text_vocab_size: int,
+        codebook_sizes: Mapping[str, Sequence[int]] | None = None,
+        components: Mapping[str, str] | None = None,
+    ):
+        codebook_sizes = dict(codebook_sizes or {})
+        unknown = set(codebook_sizes) - set(MEDIA_MODALITIES)
+        if unknown:
+            raise ConfigError(f"unknown modalities {sorted(unknown)}; expected some of {MEDIA_MODALITIES}")
+        if not isinstance(text_vocab_size, int) or text_vocab_size < 1:
+            raise ConfigError(f"text_vocab_size must be a positive int, got {text_vocab_size!r}")
+        self.text_vocab_size = text_vocab_size
+        self.codebook_sizes = {m: [int(s) for s in codebook_sizes[m]] for m in MEDIA_MODALITIES if m in codebook_sizes}
+        for m, sizes in self.codebook_sizes.items():
+            if not sizes or any(s < 2 for s in sizes):
+                raise ConfigError(f"{m}: every level needs a codebook of at least 2 codes, got {sizes}")
+        self.components = dict(sorted((components or {}).items()))
+
+        ranges = [Range("text", 0, 0, text_vocab_size),
+                  Range("special", 0, text_vocab_size, text_vocab_size + SPECIAL_BLOCK)]
+        start = text_vocab_size + SPECIAL_BLOCK
+        for m in MEDIA_MODALITIES:
+            for level, size in enumerate(self.codebook_sizes.get(m, [])):
+                ranges.append(Range(m, level, start, start + size))
+                start += size
+        self.ranges: tuple[Range, ...] = tuple(ranges)
+        self._size = start
+        self._starts = np.array([r.start for r in ranges], dtype=np.int64)
+        self._level_start = {(r.modality, r.level): r.start for r in ranges}
+        self._media_start = {m: np.array([r.start for r in ranges if r.modality == m], dtype=np.int64)
+                             for m in self.codebook_sizes}
+        self._media_size = {m: np.array(self.codebook_sizes[m], dtype=np.int64) for m in self.codebook_sizes}
+        self._special_ids = {_special_name(i): text_vocab_size + i for i in range(NAMED_SLOTS)}
+
+    # -- basic queries -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TokenSpace) and self.fingerprint == other.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    def __repr__(self) -> str:
+        return f"TokenSpace(size={len(self)}, fingerprint={self.fingerprint[:12]})"
+
+    @property
+    def special_start(self) -> int:
+        return self.text_vocab_size
+
+    def special(self, name: str) -> int:
+        """Id of a named special token, e.g. ``space.special("<|image|>")``."""
+        try:
+            return self._special_ids[name]
+        except KeyError:
+            raise ConfigError(f"unknown special token {name!r}; known: {', '.join(SPECIAL_TOKENS)}") from None
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """The named special tokens (not the shape digits or reserved slots)."""
+        return {name: self._special_ids[name] for name in SPECIAL_TOKENS}
+
+    def token_name(self, token_id: int) -> str | None:
+        """The name of a special-block id (``<|image|>``, ``<|dim:37|>``, ``<|reserved_70|>``), else None."""
+        slot = int(token_id) - self.text_vocab_size
+        return _special_name(slot) if 0 <= slot < SPECIAL_BLOCK else None
+
+    def describe(self, token_id: int) -> tuple[str, int, int]:
+        """``(modality, level, code)`` of one id. Text ids are ``("text", 0, id)``; special-block
+        ids are ``("special", 0, slot)``."""
+        token_id = int(token_id)
+        if not 0 <= token_id < self._size:
+            raise TokenSequenceError(f"id {token_id} is outside the token space [0, {self._size})")
+        r = self.ranges[int(np.searchsorted(self._starts, token_id, side="right")) - 1]
+        return r.modality, r.level, token_id - r.start
+
+    def range_of(self, token_id: int) -> Range:
+        modality, level, _ = self.describe(token_id)
+        return next(r for r in self.ranges if r.modality == modality and r.level == level)
+
+    def bits(self, token_id: int) -> float:
+        """log2 of the size of the level this id belongs to (its information content at most)."""
+        return math.log2(self.range_of(token_id).size)
+
+    def bits_of(self, ids: np.ndarray) -> float:
+        """Total ``bits`` of an id array, vectorised."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self._size):
+            raise TokenSequenceError("ids outside the token space")
+        which = np.searchsorted(self._starts, ids, side="right") - 1
+        sizes = np.array([r.size for r in self.ranges], dtype=np.float64)
+        return float(np.log2(sizes[which]).sum())
+
+    # -- shape tokens ----------------------------------------------------------------------------
+
+    def dim_ids(self, values: Iterable[int]) -> list[int]:
+        """Shape tokens for header values: ``DIM_DIGITS`` base-``DIM_BASE`` digits each, most
+        significant first."""
+        out = []
+        base = self.text_vocab_size + NAMED_SLOTS
+        for v in values:
+            v = int(v)
+            if not 0 <= v <= MAX_DIM:
+                raise ConfigError(f"shape value {v} does not fit in {DIM_DIGITS} shape tokens (max {MAX_DIM})")
+            digits = []
+            for _ in range(DIM_DIGITS):
+                v, d = divmod(v, DIM_BASE)
+                digits.append(base + d)
+            out.extend(reversed(digits))
+        return out
+
+    def dim_digit(self, token_id: int) -> int | None:
+        """The digit a shape token carries, or None if the id is not a shape token."""
+        d = int(token_id) - self.text_vocab_size - NAMED_SLOTS
+        return d if 0 <= d < DIM_BASE else None
+
+    def dims_from_ids(self, ids: np.ndarray, count: int) -> list[int]:
+        """Inverse of :meth:`dim_ids` for ``count`` values. Raises ``TokenSequenceError`` whose
+        position is relative to ``ids`` when a token is missing or is not a shape token."""
+        need = count * DIM_DIGITS
+        values = []
+        for i in range(need):
+            if i >= len(ids):
+                raise TokenSequenceError(f"expected {need} shape tokens, the sequence ends after {i}", i)
+            d = self.dim_digit(ids[i])
+            if d is None:
+                raise TokenSequenceError(f"expected a shape token <|dim:N|>, got id {int(ids[i])}", i)
+            if i % DIM_DIGITS == 0:
+                values.append(0)
+            values[-1] = values[-1] * DIM_BASE + d
+        return values
+
+    # -- media codes -----------------------------------------------------------------------------
+
+    def media_ids(self, modality: str, levels: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Global ids of ``(level, code)`` pairs of one modality. ``levels`` may hold the structural
+        markers of ``unitok.layout`` (``PAD``, ``EOL``, ``EOF``), which map to their special ids.
+
+        Args:
+            levels: [N] int, level index per token (or a negative structural marker).
+            codes: [N] int, code within that level's codebook.
+        Returns:
+            [N] int64 ids.
+        """
+        starts, sizes = self._media_levels(modality)
+        levels = np.asarray(levels, dtype=np.int64)
+        codes = np.asarray(codes, dtype=np.int64)
+        is_code = levels >= 0
+        if np.any(levels[is_code] >= len(sizes)):
+            raise ConfigError(f"{modality}: level out of range (this space has {len(sizes)} levels)")
+        lv = np.where(is_code, levels, 0)
+        bad = is_code & ((codes < 0) | (codes >= sizes[lv]))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ConfigError(f"{modality}: code {int(codes[i])} out of range for level {int(levels[i])} "
+                              f"(size {int(sizes[levels[i]])}) at token {i}")
+        ids = starts[lv] + codes
+        for marker, name in STRUCTURAL.items():
+            ids = np.where(levels == marker, self.special(name), ids)
+        return ids
+
+    def media_codes(self, modality: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse of :meth:`media_ids`: ``(levels, codes)``. Ids that are neither a code of this
+        modality nor a structural marker get level ``FOREIGN``."""
+        starts, sizes = self._media_levels(modality)
+        ids = np.asarray(ids, dtype=np.int64)
+        levels = np.full(ids.shape, FOREIGN, dtype=np.int64)
+        codes = np.zeros(ids.shape, dtype=np.int64)
+        for level, (s, n) in enumerate(zip(starts, sizes)):
+            inside = (ids >= s) & (ids < s + n)
+            levels[inside] = level
+            codes[inside] = ids[inside] - s
+        for marker, name in STRUCTURAL.items():
+            levels[ids == self.special(name)] = marker
+        return levels, codes
+
+    def _media_levels(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        if modality not in self._media_start:
+            raise ConfigError(f"this token space has no {modality} codes; load a suite with a {modality} tokenizer")
+        return self._media_start[modality], self._media_size[modality]
+
+    def modality_of(self, ids: np.ndarray) -> np.ndarray:
+        """Vectorised: index into ``self.ranges`` for each id (-1 outside the space)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        which = np.searchsorted(self._starts, ids, side="right") - 1
+        return np.where((ids < 0) | (ids >= self._size), -1, which)
+
+    # -- manifest ----------------------------------------------------------------------------------
+
+    def _content(self) -> dict:
+        return {
+            "version": MANIFEST_VERSION,
+            "text_vocab_size": self.text_vocab_size,
+            "special_block": SPECIAL_BLOCK,
+            "named_slots": NAMED_SLOTS,
+            "special_tokens": list(SPECIAL_TOKENS),
+            "dim_base": DIM_BASE,
+            "dim_digits": DIM_DIGITS,
+            "codebook_sizes": self.codebook_sizes,
+            "components": self.components,
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the layout of the space and every component's fingerprint."""
+        return hashlib.sha256(_canonical(self._content()).encode()).hexdigest()
+
+    def to_json(self) -> str:
+        content = self._content()
+        content["size"] = len(self)
+        content["ranges"] = [[r.modality, r.level, r.start, r.stop] for r in self.ranges]
+        content["fingerprint"] = self.fingerprint
+        return json.dumps(content, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "token space manifest") -> "TokenSpace":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{source}: not valid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a JSON object")
+        if data.get("version") != MANIFEST_VERSION:
+            raise ConfigError(f"{source}: manifest version {data.get('version')!r} is not supported "
+                              f"(this unitok reads version {MANIFEST_VERSION})")
+        fixed = {"special_block": SPECIAL_BLOCK, "named_slots": NAMED_SLOTS, "dim_base": DIM_BASE,
+                 "dim_digits": DIM_DIGITS, "special_tokens": list(SPECIAL_TOKENS)}
+        for key, want in fixed.items():
+            if data.get(key) != want:
+                raise ConfigError(f"{source}: {key} is {data.get(key)!r}, this unitok uses {want!r}")
+        try:
+            space = cls(data["text_vocab_size"], data.get("codebook_sizes") or {}, data.get("components") or {})
+        except (KeyError, TypeError) as e:
+            raise ConfigError(f"{source}: malformed manifest ({e})") from None
+        if "fingerprint" in data and data["fingerprint"] != space.fingerprint:
+            raise ConfigError(f"{source}: fingerprint does not match its content (the file was edited or "
+                              f"corrupted)")
+        return space
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TokenSpace":
+        path = Path(path)
+        try:
+            text = path.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read token space manifest ({e.strerror})") from None
+        return cls.from_json(text, source=str(path))
+
+    def check_fingerprint(self, fingerprint: str | None, *, source: str = "token ids") -> None:
+        """Raise ``ConfigError`` when ids made with another space are decoded with this one."""
+        if fingerprint is not None and fingerprint != self.fingerprint:
+            raise ConfigError(
+                f"{source} were made with token space {fingerprint[:12]}, but this tokenizer's space is "
+                f"{self.fingerprint[:12]}; decode them with the tokenizer suite that encoded them")
+
+    def table(self) -> str:
+        """A human-readable table of the ranges (``unitok info``)."""
+        rows = [("modality", "level", "start", "stop", "size", "bits")]
+        for r in self.ranges:
+            rows.append((r.modality, str(r.level), str(r.start), str(r.stop), str(r.size), f"{math.log2(r.size):.2f}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                 for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.append(f"total {len(self)} ids; fingerprint {self.fingerprint[:16]}")
+        return "\n".join(lines)

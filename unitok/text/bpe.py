@@ -1,0 +1,614 @@
+"""Byte-level BPE text tokenizer on tiktoken's Rust core.
+
+Ids and ranks. tiktoken merges the adjacent pair whose concatenation has the lowest *rank*, so a
+rank file is both the vocabulary and the merge order. Usually a token's id is its rank. A few
+foreign vocabularies (HF tokenizer.json files whose ids do not follow merge order) need ids that
+differ from ranks; those carry a lookup array, ``rank -> id``, and pay one numpy gather per call.
+
+Lossless. Every byte string round-trips: valid UTF-8 runs go through the regex split and BPE,
+invalid bytes go through BPE as one raw piece each run (every single byte is a token, checked at
+construction). A ``str`` holding lone surrogates from ``bytes.decode("utf-8", "surrogateescape")``
+is turned back into those bytes, so ``decode`` (which decodes with ``surrogateescape``) returns it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import hashlib
+import itertools
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from threading import Lock
+from typing import Any
+
+import numpy as np
+import tiktoken
+
+from unitok.checkpoint import register
+from unitok.errors import ConfigError, TokenSequenceError
+
+from .patterns import DEFAULT_PATTERN
+
+__all__ = ["TextTokenizer", "format_rank_file", "read_rank_file"]
+
+CONFIG_FILE = "config.json"
+VOCAB_FILE = "vocab.tiktoken"
+ID_MAP_FILE = "ids.txt"
+CONFIG_TYPE = "text.bpe"
+FORMAT_VERSION = 1
+
+# Runs of escaped bytes that ``bytes.decode("utf-8", "surrogateescape")`` produces.
+_ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
+
+
+def _surrogates_to_bytes(exc: UnicodeError) -> tuple[bytes, int]:
+    """Codec error handler: surrogateescape where it applies, surrogatepass elsewhere.
+
+    U+DC80..U+DCFF become the byte they escape (exact round trip). Any other lone surrogate has
+    no UTF-8 form at all; it is kept as its 3-byte surrogatepass encoding, so no input is lost
+    or rejected, but it decodes back as three escaped bytes rather than the same code point.
+    """
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = bytearray()
+    for ch in exc.object[exc.start : exc.end]:
+        cp = ord(ch)
+        if 0xDC80 <= cp <= 0xDCFF:
+            out.append(cp - 0xDC00)
+        else:
+            out += ch.encode("utf-8", "surrogatepass")
+    return bytes(out), exc.end
+
+
+_SURROGATE_ERRORS = "unitok.surrogates"
+codecs.register_error(_SURROGATE_ERRORS, _surrogates_to_bytes)
+
+_executors: dict[int, ThreadPoolExecutor] = {}
+_executors_lock = Lock()
+
+
+def _forget_executors_after_fork() -> None:
+    # A forked child inherits the pool objects but not their threads; work sent to them would
+    # never run. Start afresh in the child.
+    global _executors_lock
+    _executors.clear()
+    _executors_lock = Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_executors_after_fork)
+
+
+def _executor(num_threads: int) -> ThreadPoolExecutor:
+    # Threads are reused across calls: creating a pool per call costs more than encoding a
+    # small batch. tiktoken's core releases the GIL, so threads run truly in parallel.
+    with _executors_lock:
+        pool = _executors.get(num_threads)
+        if pool is None:
+            pool = _executors[num_threads] = ThreadPoolExecutor(num_threads, "unitok-text")
+        return pool
+
+
+# ------------------------------------------------------------------------------------------------
+# rank files
+
+
+def format_rank_file(ranks: Mapping[bytes, int]) -> bytes:
+    """tiktoken rank-file text: ``base64(token) rank`` per line, in rank order."""
+    lines = [
+        base64.b64encode(token) + b" " + str(rank).encode()
+        for token, rank in sorted(ranks.items(), key=lambda kv: kv[1])
+    ]
+    return b"\n".join(lines) + b"\n"
+
+
+def read_rank_file(path: str | os.PathLike) -> dict[bytes, int]:
+    """Read a tiktoken rank file. Raises ConfigError naming the file and line on any defect."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: rank file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read rank file ({exc})") from None
+    return _parse_rank_file(data, str(path))
+
+
+def _parse_rank_file(data: bytes, name: str) -> dict[bytes, int]:
+    ranks: dict[bytes, int] = {}
+    for lineno, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            if len(parts) != 2:
+                raise ValueError("expected two fields")
+            token = base64.b64decode(parts[0], validate=True)
+            rank = int(parts[1])
+        except (ValueError, binascii.Error):
+            raise ConfigError(
+                f"{name}, line {lineno}: not a tiktoken rank line ('<base64 token> <rank>'); "
+                "the file is corrupt or not a tiktoken vocabulary"
+            ) from None
+        if token in ranks:
+            raise ConfigError(f"{name}, line {lineno}: token {token!r} appears twice")
+        ranks[token] = rank
+    if not ranks:
+        raise ConfigError(f"{name}: rank file is empty")
+    return ranks
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------
+# the tokenizer
+
+
+@register(CONFIG_TYPE)  # so unitok.checkpoint.load_pretrained opens a saved text tokenizer
+class TextTokenizer:
+    """Byte-level BPE tokenizer: ``str | bytes -> list[int] -> bytes``, lossless for any input.
+
+    Build one with a loader (``from_pretrained``, ``from_tiktoken_file``,
+    ``from_hf_tokenizer_json``, ``from_tekken``), ``unitok.text.train_bpe`` or
+    ``unitok.text.load_default``. All ids lie in ``[0, n_vocab)``.
+
+    Args:
+        mergeable_ranks: token bytes -> rank; lower ranks merge first. Must contain all 256
+            single bytes.
+        pattern: pre-tokenisation regex (fancy-regex syntax).
+        special_tokens: special token string -> id. Their ids must not collide with token ids.
+        name: a label for messages and ``config()``; not part of the fingerprint.
+        rank_to_id: optional ``[n_ranks]`` int array mapping rank -> id when ids are not ranks
+            (ranks must then be ``0..n_ranks-1``).
+    """
+
+    def __init__(
+        self,
+        mergeable_ranks: Mapping[bytes, int],
+        pattern: str = DEFAULT_PATTERN,
+        special_tokens: Mapping[str, int] | None = None,
+        *,
+        name: str = "unitok-text",
+        rank_to_id: Sequence[int] | np.ndarray | None = None,
+    ):
+        ranks = dict(mergeable_ranks)
+        specials = dict(special_tokens or {})
+        missing = [b for b in range(256) if bytes([b]) not in ranks]
+        if missing:
+            raise ConfigError(
+                f"vocabulary {name!r} lacks single-byte tokens for {len(missing)} byte values "
+                f"(first: 0x{missing[0]:02x}); a byte-level BPE needs all 256 to encode any input"
+            )
+        if len(set(ranks.values())) != len(ranks):
+            raise ConfigError(f"vocabulary {name!r}: two tokens share one rank")
+        if min(ranks.values()) < 0:
+            raise ConfigError(f"vocabulary {name!r}: ranks must be non-negative")
+
+        if rank_to_id is not None:
+            r2i = np.asarray(rank_to_id, dtype=np.int64)
+            if r2i.ndim != 1 or sorted(ranks.values()) != list(range(len(r2i))):
+                raise ConfigError(
+                    f"vocabulary {name!r}: with an id map, ranks must be 0..{len(ranks) - 1} "
+                    f"and the map must have {len(ranks)} entries (has shape {r2i.shape})"
+                )
+            if len(np.unique(r2i)) != len(r2i) or (len(r2i) and r2i.min() < 0):
+                raise ConfigError(f"vocabulary {name!r}: the id map has duplicate or negative ids")
+            if np.array_equal(r2i, np.arange(len(r2i))):
+                r2i = None
+        else:
+            r2i = None
+        token_ids = r2i.tolist() if r2i is not None else list(ranks.values())
+        clash = set(token_ids) & set(specials.values())
+        if clash:
+            raise ConfigError(
+                f"vocabulary {name!r}: special token ids {sorted(clash)[:5]} are also token ids"
+            )
+        if len(set(specials.values())) != len(specials) or any(v < 0 for v in specials.values()):
+            raise ConfigError(f"vocabulary {name!r}: special token ids must be distinct and >= 0")
+
+        self.name = name
+        self.pattern = pattern
+        self.special_tokens: dict[str, int] = specials
+        self._ranks = ranks
+        self._rank_to_id = r2i
+        self.n_vocab: int = max(max(token_ids), max(specials.values(), default=-1)) + 1
+        if r2i is None:
+            # ids are ranks: tiktoken's output is final, no translation on the hot path.
+            self._internal_to_id = None
+            self._id_to_internal = None
+            core_specials = specials
+        else:
+            # tiktoken sees ranks 0..R-1 and specials R..R+S-1; one gather maps them to ids.
+            n_ranks = len(r2i)
+            core_specials = {s: n_ranks + k for k, s in enumerate(specials)}
+            self._internal_to_id = np.concatenate(
+                [r2i, np.fromiter(specials.values(), np.int64, len(specials))]
+            )
+            self._id_to_internal = np.full(self.n_vocab, -1, dtype=np.int64)
+            self._id_to_internal[self._internal_to_id] = np.arange(len(self._internal_to_id))
+
+        try:
+            self._encoding = tiktoken.Encoding(
+                name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=core_specials
+            )
+        except ValueError as exc:  # tiktoken reports a bad regex as ValueError
+            raise ConfigError(f"vocabulary {name!r}: pattern is not a valid regex ({exc})") from None
+        self._core = self._encoding._core_bpe
+        self._all_specials = frozenset(specials)
+        self._fingerprint: str | None = None
+        self._config: dict[str, Any] | None = None
+
+    # -- introspection ---------------------------------------------------------------------------
+
+    @property
+    def mergeable_ranks(self) -> dict[bytes, int]:
+        """Token bytes -> rank (a copy). Equal to ids unless the vocabulary has an id map."""
+        return dict(self._ranks)
+
+    @property
+    def rank_to_id(self) -> np.ndarray | None:
+        """``[n_ranks]`` rank -> id lookup, or None when ids are ranks."""
+        return None if self._rank_to_id is None else self._rank_to_id.copy()
+
+    def __len__(self) -> int:
+        return self.n_vocab
+
+    def __repr__(self) -> str:
+        return (
+            f"TextTokenizer(name={self.name!r}, n_vocab={self.n_vocab}, "
+            f"special_tokens={len(self.special_tokens)})"
+        )
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes of one id (special tokens give their string's UTF-8)."""
+        return self.decode_bytes([token_id])
+
+    # -- encode ----------------------------------------------------------------------------------
+
+    def _allowed(self, allowed_special: Iterable[str] | str) -> frozenset[str]:
+        if allowed_special == "all":
+            return self._all_specials
+        if isinstance(allowed_special, str):
+            allowed = frozenset([allowed_special])
+        else:
+            allowed = frozenset(allowed_special)
+        unknown = allowed - self._all_specials
+        if unknown:
+            raise ConfigError(
+                f"allowed_special names {sorted(unknown)!r}, which are not special tokens of "
+                f"this vocabulary; known: {sorted(self._all_specials)[:20]!r}"
+            )
+        return allowed
+
+    def encode(self, text: str | bytes, *, allowed_special: Iterable[str] | str = ()) -> list[int]:
+        """Encode text or raw bytes to ids.
+
+        Special-token strings in ``text`` are ordinary text unless named in ``allowed_special``
+        (or ``allowed_special="all"``), so user text can never inject a control token.
+        """
+        if allowed_special:
+            return self._encode_allowed(text, self._allowed(allowed_special))
+        if type(text) is str:
+            try:
+                ids = self._core.encode_ordinary(text)
+            except UnicodeEncodeError:  # lone surrogates: take the lossless bytes path
+                return self._encode_raw(text.encode("utf-8", _SURROGATE_ERRORS), None)
+        elif isinstance(text, (bytes, bytearray, memoryview)):
+            return self._encode_raw(bytes(text), None)
+        elif isinstance(text, str):
+            return self.encode(str(text))
+        else:
+            raise TypeError(f"encode expects str or bytes, got {type(text).__name__}")
+        if self._internal_to_id is not None:
+            return self._internal_to_id[ids].tolist()
+        return ids
+
+    def _encode_allowed(self, text: str | bytes, allowed: frozenset[str]) -> list[int]:
+        if isinstance(text, str):
+            try:
+                ids = self._core.encode(text, allowed)
+            except UnicodeEncodeError:
+                return self._encode_raw(text.encode("utf-8", _SURROGATE_ERRORS), allowed)
+        elif isinstance(text, (bytes, bytearray, memoryview)):
+            return self._encode_raw(bytes(text), allowed)
+        else:
+            raise TypeError(f"encode expects str or bytes, got {type(text).__name__}")
+        return self._ids_from_ranks(ids)
+
+    def _ids_from_ranks(self, internal: list[int]) -> list[int]:
+        if self._internal_to_id is None:
+            return internal
+        return self._internal_to_id[internal].tolist()
+
+    def _encode_raw(self, data: bytes, allowed: frozenset[str] | None) -> list[int]:
+        """Encode bytes that may not be UTF-8: valid runs via the regex, invalid runs as pieces."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if allowed:
+                return self._ids_from_ranks(self._core.encode(text, allowed))
+            return self._ids_from_ranks(self._core.encode_ordinary(text))
+        text = data.decode("utf-8", "surrogateescape")
+        out: list[int] = []
+        pos = 0
+        core = self._core
+        for m in _ESCAPED_BYTES.finditer(text):
+            if m.start() > pos:
+                chunk = text[pos : m.start()]
+                out += core.encode(chunk, allowed) if allowed else core.encode_ordinary(chunk)
+            out += core.encode_single_piece(m.group().encode("utf-8", "surrogateescape"))
+            pos = m.end()
+        if pos < len(text):
+            chunk = text[pos:]
+            out += core.encode(chunk, allowed) if allowed else core.encode_ordinary(chunk)
+        return self._ids_from_ranks(out)
+
+    def encode_batch(
+        self,
+        texts: Iterable[str | bytes],
+        *,
+        num_threads: int = 0,
+        allowed_special: Iterable[str] | str = (),
+    ) -> list[list[int]]:
+        """Encode many texts in parallel threads (``num_threads=0``: one per CPU core)."""
+        texts = list(texts)
+        if num_threads < 0:
+            raise ValueError(f"num_threads must be >= 0 (0 = all cores), got {num_threads}")
+        n = num_threads or os.cpu_count() or 1
+        if allowed_special:
+            allowed = self._allowed(allowed_special)
+            encode = lambda t: self._encode_allowed(t, allowed)
+        else:
+            encode = self.encode
+        if n == 1 or len(texts) <= 1:
+            return [encode(t) for t in texts]
+        # A few chunks per thread: big enough to amortise the future, small enough to balance.
+        n_chunks = min(len(texts), n * 4)
+        bounds = [len(texts) * i // n_chunks for i in range(n_chunks + 1)]
+        chunks = [texts[a:b] for a, b in itertools.pairwise(bounds)]
+        out: list[list[int]] = []
+        for part in _executor(n).map(lambda chunk: [encode(t) for t in chunk], chunks):
+            out += part
+        return out
+
+    # -- decode ----------------------------------------------------------------------------------
+
+    def _check_ids(self, ids: list[int]) -> None:
+        """Raise TokenSequenceError for the first id that names no token."""
+        for i, t in enumerate(ids):
+            if not isinstance(t, (int, np.integer)):
+                raise TokenSequenceError(f"token ids must be integers, got {type(t).__name__}", i)
+            if not 0 <= t < self.n_vocab:
+                raise TokenSequenceError(
+                    f"id {t} is outside the text vocabulary [0, {self.n_vocab})", i
+                )
+            if self._id_to_internal is not None:
+                if self._id_to_internal[t] < 0:
+                    raise TokenSequenceError(f"id {t} names no token in this vocabulary", i)
+            else:
+                try:
+                    self._core.decode_single_token_bytes(int(t))
+                except KeyError:
+                    raise TokenSequenceError(f"id {t} names no token in this vocabulary", i) from None
+
+    def decode_bytes(self, ids: Sequence[int] | np.ndarray | Any) -> bytes:
+        """Decode ids (list, numpy array or torch tensor, 1-D) to the exact original bytes.
+
+        An id outside ``[0, n_vocab)`` (or a hole in a foreign vocabulary) raises
+        ``TokenSequenceError`` with its position.
+        """
+        if type(ids) is not list:
+            ids = _as_id_list(ids)
+        if self._id_to_internal is not None:
+            # Validate first: numpy would wrap negative ids around.
+            if ids and (min(ids) < 0 or max(ids) >= self.n_vocab):
+                self._check_ids(ids)
+            internal = self._id_to_internal[ids].tolist() if ids else ids
+            if internal and min(internal) < 0:
+                self._check_ids(ids)
+            ids = internal
+        try:
+            # tiktoken knows exactly the ids in [0, n_vocab) (minus holes) and rejects the rest,
+            # so validation costs nothing on the success path.
+            return self._core.decode_bytes(ids)
+        except (KeyError, TypeError, OverflowError):
+            self._check_ids(ids)
+            raise
+
+    def decode(self, ids: Sequence[int] | np.ndarray | Any) -> str:
+        """Decode ids to str. Invalid UTF-8 comes back as surrogate escapes, so nothing is lost:
+        ``decode(ids).encode("utf-8", "surrogateescape") == decode_bytes(ids)``."""
+        return self.decode_bytes(ids).decode("utf-8", "surrogateescape")
+
+    def decode_batch(self, batch: Iterable[Any]) -> list[str]:
+        return [self.decode(ids) for ids in batch]
+
+    # -- identity --------------------------------------------------------------------------------
+
+    def _rank_file(self) -> bytes:
+        return format_rank_file(self._ranks)
+
+    def _id_map_file(self) -> bytes | None:
+        if self._rank_to_id is None:
+            return None
+        return "".join(f"{i}\n" for i in self._rank_to_id.tolist()).encode()
+
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable description. ``vocab_sha256`` is the sha256 of ``vocab.tiktoken``."""
+        if self._config is None:
+            id_map = self._id_map_file()
+            self._config = {
+                "type": CONFIG_TYPE,
+                "format_version": FORMAT_VERSION,
+                "kind": "byte_level_bpe",
+                "name": self.name,
+                "pattern": self.pattern,
+                "n_vocab": self.n_vocab,
+                "n_ranks": len(self._ranks),
+                "special_tokens": dict(sorted(self.special_tokens.items(), key=lambda kv: kv[1])),
+                "vocab_file": VOCAB_FILE,
+                "vocab_sha256": _sha256(self._rank_file()),
+                "id_map_file": None if id_map is None else ID_MAP_FILE,
+                "id_map_sha256": None if id_map is None else _sha256(id_map),
+            }
+        return json.loads(json.dumps(self._config))
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of everything that decides ids: pattern, ranks, id map, special tokens."""
+        if self._fingerprint is None:
+            cfg = self.config()
+            for key in ("name", "vocab_file", "id_map_file", "format_version"):
+                cfg.pop(key)
+            blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+            self._fingerprint = _sha256(blob.encode())
+        return self._fingerprint
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TextTokenizer) and self.fingerprint == other.fingerprint
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint)
+
+    # -- persistence -----------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``vocab.tiktoken`` (plus ``ids.txt`` if ids are not ranks)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / VOCAB_FILE).write_bytes(self._rank_file())
+        id_map = self._id_map_file()
+        if id_map is not None:
+            (directory / ID_MAP_FILE).write_bytes(id_map)
+        else:
+            (directory / ID_MAP_FILE).unlink(missing_ok=True)
+        text = json.dumps(self.config(), indent=2, ensure_ascii=False) + "\n"
+        (directory / CONFIG_FILE).write_text(text, encoding="utf-8")
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> TextTokenizer:
+        """Load a folder written by ``save_pretrained``; checks every file against its hash."""
+        directory = Path(directory)
+        cfg_path = directory / CONFIG_FILE
+        try:
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{cfg_path}: not found; is {directory} a unitok text tokenizer?") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{cfg_path}: unreadable or not JSON ({exc})") from None
+        if not isinstance(cfg, dict) or cfg.get("type") != CONFIG_TYPE:
+            found = cfg.get("type") if isinstance(cfg, dict) else type(cfg).__name__
+            raise ConfigError(f"{cfg_path}: \"type\" is {found!r}, expected {CONFIG_TYPE!r}")
+        for key in ("pattern", "vocab_sha256", "n_vocab"):
+            if key not in cfg:
+                raise ConfigError(f"{cfg_path}: missing key {key!r}")
+        if cfg.get("format_version", 1) > FORMAT_VERSION:
+            raise ConfigError(
+                f"{cfg_path}: format_version {cfg['format_version']} is newer than this unitok "
+                f"reads ({FORMAT_VERSION}); upgrade unitok"
+            )
+
+        vocab_path = directory / cfg.get("vocab_file", VOCAB_FILE)
+        try:
+            data = vocab_path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"{vocab_path}: not found (named by {cfg_path})") from None
+        except OSError as exc:
+            raise ConfigError(f"{vocab_path}: cannot read ({exc})") from None
+        if _sha256(data) != cfg["vocab_sha256"]:
+            raise ConfigError(
+                f"{vocab_path}: sha256 does not match {cfg_path}; the file is corrupt or truncated. "
+                "Restore it from the original save_pretrained output"
+            )
+        ranks = _parse_rank_file(data, str(vocab_path))
+
+        rank_to_id = None
+        if cfg.get("id_map_file"):
+            map_path = directory / cfg["id_map_file"]
+            try:
+                map_data = map_path.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"{map_path}: cannot read ({exc})") from None
+            if _sha256(map_data) != cfg.get("id_map_sha256"):
+                raise ConfigError(f"{map_path}: sha256 does not match {cfg_path}; file is corrupt")
+            rank_to_id = np.array([int(x) for x in map_data.split()], dtype=np.int64)
+
+        specials = cfg.get("special_tokens") or {}
+        if not isinstance(specials, dict) or not all(isinstance(v, int) for v in specials.values()):
+            raise ConfigError(f"{cfg_path}: \"special_tokens\" must map strings to integer ids")
+        tok = cls(
+            ranks,
+            cfg["pattern"],
+            specials,
+            name=cfg.get("name", directory.name),
+            rank_to_id=rank_to_id,
+        )
+        if tok.n_vocab != cfg["n_vocab"]:
+            raise ConfigError(
+                f"{cfg_path}: n_vocab is {cfg['n_vocab']} but the files define {tok.n_vocab} ids"
+            )
+        return tok
+
+    # -- foreign formats -------------------------------------------------------------------------
+
+    @classmethod
+    def from_tiktoken_file(
+        cls,
+        path: str | os.PathLike,
+        pattern: str,
+        special_tokens: Mapping[str, int] | None = None,
+        *,
+        name: str | None = None,
+    ) -> TextTokenizer:
+        """Load a tiktoken rank file (``base64 rank`` lines). The file holds no regex, so the
+        ``pattern`` that the vocabulary was trained with must be given."""
+        ranks = read_rank_file(path)
+        return cls(ranks, pattern, special_tokens, name=name or Path(path).stem)
+
+    @classmethod
+    def from_hf_tokenizer_json(cls, path: str | os.PathLike) -> TextTokenizer:
+        """Load an HF ``tokenizer.json`` holding a byte-level BPE model (GPT-2 / Llama-3 style)."""
+        from .formats import load_hf_tokenizer_json
+
+        return load_hf_tokenizer_json(cls, path)
+
+    @classmethod
+    def from_tekken(cls, path: str | os.PathLike) -> TextTokenizer:
+        """Load a mistral-common tekken JSON; ids equal mistral-common's ``Tekkenizer``'s."""
+        from .formats import load_tekken
+
+        return load_tekken(cls, path)
+
+    def to_hf_tokenizer(self):
+        """An equivalent ``tokenizers.Tokenizer`` (BPE with merges recovered from the ranks)."""
+        from .formats import to_hf_tokenizer
+
+        return to_hf_tokenizer(self)
+
+
+def _as_id_list(ids: Any) -> list[int]:
+    """Accept a list/tuple of ints, a 1-D numpy array or a 1-D torch tensor of integers."""
+    if isinstance(ids, (tuple, range)):
+        return list(ids)
+    if hasattr(ids, "detach") and hasattr(ids, "cpu"):  # torch.Tensor without importing torch
+        ids = ids.detach().cpu().numpy()
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1:
+            raise TokenSequenceError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
+        if ids.dtype.kind not in "iu":
+            raise TokenSequenceError(f"ids must be integers, got dtype {ids.dtype}")
+        return ids.tolist()
+    if isinstance(ids, Iterable) and not isinstance(ids, (str, bytes)):
+        return list(ids)
+    raise TypeError(f"ids must be a sequence of ints, a numpy array or a tensor, got {type(ids).__name__}")

@@ -1,0 +1,459 @@
+"""``UniTokenizer``: one text tokenizer and any media tokenizers composed over one ``TokenSpace``.
+
+A document is a list of parts in order: ``str``/``bytes`` (text), ``Image``, ``Video``, ``Audio``
+(or a ``pathlib.Path`` to a media file). It encodes to one ``TokenSequence``::
+
+    [<|bos|>] text... [<|sep|> text...] <|image|> <|dim:..|>... codes... <|/image|> text... [<|eos|>]
+
+- a text part is its token ids (the text vocabulary's own ids, unchanged); two text parts in a row
+  are separated by ``<|sep|>`` so they decode as two parts;
+- a media part is its begin token, its header (shape tokens for each of the codec's
+  ``header_fields``), its codes in the codec's layout, and its end token.
+
+Groups: every text token is a group (or ``text_group_size`` tokens per group); each structural
+token (bos, eos, sep, begin, end) is a group, the header is one group, and a media body brings the
+groups of its layout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from . import checkpoint
+from .errors import ConfigError, MediaError, TokenSequenceError
+from .layout import FOREIGN, Repair, Sequential
+from .space import BEGIN, DIM_DIGITS, END, MEDIA_MODALITIES, TokenSpace
+
+SUITE_CONFIG = "suite.json"
+DEFAULT_MAX_SEGMENT_TOKENS = 1 << 24   # a decoded header may not ask for more tokens than this
+
+
+@dataclass(frozen=True)
+class Span:
+    """One part of a document: ``ids[start:stop]``. Media spans include their begin/end tokens."""
+
+    modality: str   # "text", "image", "video", "audio"
+    start: int
+    stop: int
+
+
+@dataclass
+class TokenSequence:
+    """Token ids of one document, with a group index per id and the span of every part.
+
+    ``ids`` and ``groups`` are 1-D int64 numpy arrays of the same length; ``groups`` is
+    non-decreasing and starts at 0. ``fingerprint`` is the token space that made the ids.
+    """
+
+    ids: np.ndarray
+    groups: np.ndarray
+    spans: list[Span]
+    fingerprint: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, TokenSequence) and np.array_equal(self.ids, other.ids)
+                and np.array_equal(self.groups, other.groups) and self.spans == other.spans
+                and self.fingerprint == other.fingerprint)
+
+    def to_dict(self) -> dict:
+        return {"fingerprint": self.fingerprint, "ids": self.ids.tolist(), "groups": self.groups.tolist(),
+                "spans": [[s.modality, s.start, s.stop] for s in self.spans]}
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "token sequence") -> "TokenSequence":
+        try:
+            ids = np.asarray(data["ids"], dtype=np.int64)
+            groups = np.asarray(data.get("groups", np.arange(len(ids))), dtype=np.int64)
+            spans = [Span(str(m), int(a), int(b)) for m, a, b in data.get("spans", [])]
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise ConfigError(f"{source}: not a token sequence ({e})") from None
+        if ids.ndim != 1 or groups.shape != ids.shape:
+            raise ConfigError(f"{source}: 'ids' and 'groups' must be flat lists of the same length")
+        return cls(ids, groups, spans, data.get("fingerprint"))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TokenSequence":
+        """Read a token file: the JSON ``save`` writes, a bare JSON list of ids, or ids separated by
+        whitespace or commas (for example the output of a language model)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read token file ({e})") from None
+        stripped = text.strip()
+        if stripped.startswith(("{", "[")):
+            try:
+                data = json.loads(stripped)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path}: not valid JSON ({e})") from None
+            return cls.from_dict(data if isinstance(data, dict) else {"ids": data}, source=str(path))
+        try:
+            ids = [int(t) for t in stripped.replace(",", " ").split()]
+        except ValueError as e:
+            raise ConfigError(f"{path}: expected token ids separated by spaces or commas ({e})") from None
+        return cls.from_dict({"ids": ids}, source=str(path))
+
+
+class Decoded(list):
+    """The parts a sequence decoded to, in order; ``repairs`` lists what lenient decoding changed."""
+
+    def __init__(self, items=(), repairs: Iterable[Repair] = ()):
+        super().__init__(items)
+        self.repairs: list[Repair] = list(repairs)
+
+
+def _modality_of_item(item) -> str:
+    from .media import Audio, Image, Video
+
+    if isinstance(item, (str, bytes, bytearray)):
+        return "text"
+    for cls, name in ((Image, "image"), (Video, "video"), (Audio, "audio")):
+        if isinstance(item, cls):
+            return name
+    raise MediaError(f"cannot tokenize an object of type {type(item).__name__}; expected str, bytes, "
+                     f"Image, Video, Audio or a pathlib.Path to a media file")
+
+
+class UniTokenizer:
+    """Text and media tokenizers over one shared token space.
+
+    Args:
+        text: the text tokenizer (``unitok.text.TextTokenizer``).
+        media: media tokenizers by modality (``"image"``, ``"video"``, ``"audio"``).
+        text_group_size: text tokens per group (1 = next-token prediction).
+        max_segment_tokens: decoding refuses a media header that asks for more tokens.
+    """
+
+    def __init__(self, text, media: dict | None = None, *, text_group_size: int = 1,
+                 max_segment_tokens: int = DEFAULT_MAX_SEGMENT_TOKENS):
+        media = dict(media or {})
+        for name, codec in media.items():
+            if name not in MEDIA_MODALITIES:
+                raise ConfigError(f"unknown modality {name!r}; expected one of {MEDIA_MODALITIES}")
+            if getattr(codec, "modality", None) != name:
+                raise ConfigError(f"the tokenizer given for {name!r} declares modality "
+                                  f"{getattr(codec, 'modality', None)!r}")
+        self.text = text
+        self.media = {m: media[m] for m in MEDIA_MODALITIES if m in media}
+        self.text_layout = Sequential(text_group_size)
+        self.max_segment_tokens = max_segment_tokens
+        components = {"text": text.fingerprint, "text_layout": json.dumps(self.text_layout.config())}
+        components.update({m: c.fingerprint() for m, c in self.media.items()})
+        self.space = TokenSpace(text.n_vocab, {m: c.codebook_sizes for m, c in self.media.items()}, components)
+        self._sp = self.space.special_tokens
+
+    def __repr__(self) -> str:
+        return f"UniTokenizer({', '.join(self.modalities)}; {len(self.space)} ids)"
+
+    @property
+    def modalities(self) -> list[str]:
+        return ["text", *self.media]
+
+    # -- encode ------------------------------------------------------------------------------------
+
+    def encode(self, x, *, bos: bool = False, eos: bool = False, allowed_special=()) -> TokenSequence:
+        """Encode one item or an interleaved document (a list of items) to a ``TokenSequence``.
+
+        ``encode(x)`` and ``encode([x])`` give the same ids. Special-token strings inside text are
+        plain text unless named in ``allowed_special`` (text-vocabulary specials only).
+        """
+        parts = self._parts(x)
+        texts = [self.text.encode(p, allowed_special=allowed_special) if m == "text" else None for m, p in parts]
+        return self._assemble(parts, texts, bos=bos, eos=eos)
+
+    def encode_batch(self, docs: Sequence, *, bos: bool = False, eos: bool = False, allowed_special=(),
+                     num_threads: int = 0) -> list[TokenSequence]:
+        """Encode many documents; the text parts of all of them are encoded in parallel threads."""
+        parts_per_doc = [self._parts(d) for d in docs]
+        flat = [p for parts in parts_per_doc for m, p in parts if m == "text"]
+        encoded = iter(self.text.encode_batch(flat, num_threads=num_threads, allowed_special=allowed_special)
+                       if flat else [])
+        out = []
+        for parts in parts_per_doc:
+            texts = [next(encoded) if m == "text" else None for m, _ in parts]
+            out.append(self._assemble(parts, texts, bos=bos, eos=eos))
+        return out
+
+    def _parts(self, x) -> list[tuple[str, object]]:
+        items = list(x) if isinstance(x, (list, tuple)) else [x]
+        parts = []
+        for i, item in enumerate(items):
+            if isinstance(item, Path):
+                from .media import open_media
+
+                item = open_media(item)
+            modality = _modality_of_item(item)
+            if modality == "text":
+                if len(item) == 0:
+                    continue  # an empty text part has no tokens and could not be told apart on decode
+            elif modality not in self.media:
+                raise ConfigError(f"part {i} is {'an' if modality[0] in 'aeiou' else 'a'} {modality}, but this "
+                                  f"suite has no {modality} tokenizer (it has: {', '.join(self.modalities)})")
+            parts.append((modality, item))
+        return parts
+
+    def _assemble(self, parts, texts, *, bos: bool, eos: bool) -> TokenSequence:
+        ids: list[np.ndarray] = []
+        groups: list[np.ndarray] = []
+        spans: list[Span] = []
+        n = 0   # tokens so far
+        g = 0   # groups so far
+
+        def emit(chunk, chunk_groups=None):
+            nonlocal n, g
+            chunk = np.asarray(chunk, dtype=np.int64)
+            if not len(chunk):
+                return
+            if chunk_groups is None:   # one group for the whole chunk
+                chunk_groups = np.zeros(len(chunk), dtype=np.int64)
+            ids.append(chunk)
+            groups.append(g + chunk_groups)
+            n += len(chunk)
+            g += int(chunk_groups[-1]) + 1
+
+        if bos:
+            emit([self._sp["<|bos|>"]])
+        previous = None
+        for (modality, item), text_ids in zip(parts, texts):
+            if modality == "text":
+                if previous == "text":
+                    emit([self._sp["<|sep|>"]])
+                start = n
+                emit(text_ids, self.text_layout.groups(len(text_ids)))
+            else:
+                start = n
+                codec = self.media[modality]
+                header, codes = codec.encode_item(item)
+                flat = codec.layout(header).flatten(codes)
+                emit([self._sp[BEGIN[modality]]])
+                emit(self.space.dim_ids(header[f] for f in codec.header_fields))
+                emit(self.space.media_ids(modality, flat.levels, flat.codes), flat.groups)
+                emit([self._sp[END[modality]]])
+            spans.append(Span(modality, start, n))
+            previous = modality
+        if eos:
+            emit([self._sp["<|eos|>"]])
+        cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64)  # noqa: E731
+        return TokenSequence(cat(ids), cat(groups), spans, self.space.fingerprint)
+
+    # -- decode ------------------------------------------------------------------------------------
+
+    def decode(self, ids, *, strict: bool = True, fingerprint: str | None = None) -> Decoded:
+        """Token ids (or a ``TokenSequence``) -> the parts they encode, in order.
+
+        ``strict=True`` raises ``TokenSequenceError`` naming the position and the reason of the
+        first problem (unknown id, truncated group, missing end token, wrong-modality id inside a
+        segment, ...). ``strict=False`` repairs what it can and lists each repair in
+        ``result.repairs``. Ids made with another token space raise ``ConfigError``.
+        """
+        if isinstance(ids, TokenSequence):
+            fingerprint = fingerprint or ids.fingerprint
+            ids = ids.ids
+        self.space.check_fingerprint(fingerprint)
+        return _Decoder(self, _as_id_array(ids), strict).run()
+
+    # -- persistence -------------------------------------------------------------------------------
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write the suite: ``text/``, one folder per media tokenizer, ``suite.json`` and the
+        token-space manifest ``space.json``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.text.save_pretrained(folder / "text")
+        for m, codec in self.media.items():
+            codec.save_pretrained(folder / m)
+        suite = {"text_group_size": self.text_layout.k, "modalities": list(self.media)}
+        (folder / SUITE_CONFIG).write_text(json.dumps(suite, indent=2) + "\n")
+        self.space.save(folder / "space.json")
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, device: str = "cpu") -> "UniTokenizer":
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ConfigError(f"{folder}: tokenizer suite folder not found")
+        suite = {}
+        if (folder / SUITE_CONFIG).exists():
+            try:
+                suite = json.loads((folder / SUITE_CONFIG).read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{folder / SUITE_CONFIG}: not valid JSON ({e})") from None
+            if not isinstance(suite, dict):
+                raise ConfigError(f"{folder / SUITE_CONFIG}: expected a JSON object")
+        text = checkpoint.load_pretrained(folder / "text")
+        names = suite.get("modalities")
+        if names is None:  # a folder without suite.json: every modality folder that is there
+            names = [m for m in MEDIA_MODALITIES if (folder / m / checkpoint.CONFIG_NAME).exists()]
+        media = {m: checkpoint.load_pretrained(folder / m, device=device) for m in names}
+        tok = cls(text, media, text_group_size=int(suite.get("text_group_size", 1)))
+        manifest = folder / "space.json"
+        if manifest.exists():
+            saved = TokenSpace.load(manifest)
+            if saved.fingerprint != tok.space.fingerprint:
+                raise ConfigError(f"{manifest}: the suite's components do not match its token-space manifest "
+                                  f"(fingerprint {saved.fingerprint[:12]} vs {tok.space.fingerprint[:12]}); a "
+                                  f"component was changed after the suite was saved")
+        return tok
+
+
+def _as_id_array(ids) -> np.ndarray:
+    if hasattr(ids, "detach"):  # torch tensor
+        ids = ids.detach().cpu().numpy()
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise TokenSequenceError(f"expected a 1-D sequence of ids, got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        if arr.dtype.kind != "f":
+            raise TokenSequenceError(f"ids must be integers, got {arr.dtype}")
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise TokenSequenceError(f"id {arr[i]!r} is not an integer", i)
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise TokenSequenceError("ids beyond the int64 range")
+    return arr.astype(np.int64)
+
+
+class _Decoder:
+    """One pass over an id sequence. Text runs and media bodies are found with numpy searches so
+    the Python loop only visits structural tokens."""
+
+    def __init__(self, tok: UniTokenizer, ids: np.ndarray, strict: bool):
+        self.tok, self.ids, self.strict = tok, ids, strict
+        self.space = tok.space
+        self.items: list = []
+        self.repairs: list[Repair] = []
+        sp = tok._sp
+        self.begin = {sp[BEGIN[m]]: m for m in MEDIA_MODALITIES}
+        self.end = {sp[END[m]]: m for m in MEDIA_MODALITIES}
+        self.marks = np.fromiter(list(self.begin) + list(self.end), dtype=np.int64)
+        # positions of every id that is not text: the loop jumps between them
+        self.non_text = np.flatnonzero((ids < 0) | (ids >= self.space.text_vocab_size))
+
+    def problem(self, position: int, reason: str, action: str = "skipped") -> None:
+        if self.strict:
+            raise TokenSequenceError(reason, position)
+        self.repairs.append(Repair(position, action, reason))
+
+    def next_non_text(self, pos: int) -> int:
+        k = int(np.searchsorted(self.non_text, pos))
+        return int(self.non_text[k]) if k < len(self.non_text) else len(self.ids)
+
+    def run(self) -> Decoded:
+        ids, sp, text_size = self.ids, self.tok._sp, self.space.text_vocab_size
+        pos, n = 0, len(ids)
+        while pos < n:
+            stop = self.next_non_text(pos)
+            if stop > pos:
+                self.items.append(self.tok.text.decode(ids[pos:stop]))
+                pos = stop
+                continue
+            t = int(ids[pos])
+            if t in self.begin:
+                pos = self.segment(pos, self.begin[t])
+                continue
+            if t in (sp["<|bos|>"], sp["<|eos|>"], sp["<|pad|>"]):
+                pass
+            elif t == sp["<|sep|>"]:
+                if not (0 < pos < n - 1 and 0 <= ids[pos - 1] < text_size and 0 <= ids[pos + 1] < text_size):
+                    self.problem(pos, "<|sep|> must stand between two text parts")
+            elif t in self.end:
+                self.problem(pos, f"{self.space.token_name(t)} without a matching begin token")
+            elif not 0 <= t < len(self.space):
+                self.problem(pos, f"unknown id {t} (the token space has ids 0..{len(self.space) - 1})")
+            else:
+                modality, level, _ = self.space.describe(t)
+                what = self.space.token_name(t) if modality == "special" else f"a {modality} level-{level} code"
+                self.problem(pos, f"{what} outside of any media segment")
+            pos += 1
+        return Decoded(self.items, self.repairs)
+
+    def segment(self, begin: int, modality: str) -> int:
+        """Decode the media segment opened at ``begin``; return the position after it."""
+        ids, n = self.ids, len(self.ids)
+        codec = self.tok.media.get(modality)
+        end_id = self.tok._sp[END[modality]]
+        if codec is None:
+            return self._drop(begin, begin, modality, f"a {modality} segment, but this suite has no {modality} "
+                                                      f"tokenizer")
+        width = DIM_DIGITS * len(codec.header_fields)
+        try:
+            values = self.space.dims_from_ids(ids[begin + 1:begin + 1 + width], len(codec.header_fields))
+        except TokenSequenceError as e:
+            return self._drop(begin, begin + 1 + e.position, modality,
+                              f"{modality} header ({', '.join(codec.header_fields)}): {e.reason}")
+        header = dict(zip(codec.header_fields, values))
+        try:
+            codec.check_header(header)
+            layout = codec.layout(header)
+            if len(layout) > self.tok.max_segment_tokens:
+                raise TokenSequenceError(f"asks for {len(layout)} tokens, more than the limit of "
+                                         f"{self.tok.max_segment_tokens}")
+        except (TokenSequenceError, ConfigError) as e:
+            return self._drop(begin, begin + 1, modality,
+                              f"impossible {modality} header {header}: {getattr(e, 'reason', e)}")
+        body_start = begin + 1 + width
+        body_stop, close = self._body_end(begin, body_start, end_id, modality, len(layout))
+        levels, codes = self.space.media_codes(modality, ids[body_start:body_stop])
+        positions = np.arange(body_start, body_stop + 1, dtype=np.int64)
+        codes_struct, repairs = layout.unflatten(levels, codes, positions=positions, strict=self.strict,
+                                                 what=f"{modality} segment")
+        self.repairs.extend(repairs)
+        self.items.append(codec.decode_item(header, codes_struct))
+        return close + 1 if close is not None else body_stop
+
+    def _next_mark(self, start: int) -> int:
+        """Position of the first begin or end token at or after ``start`` (or the sequence end)."""
+        hits = np.flatnonzero(np.isin(self.ids[start:], self.marks))
+        return start + int(hits[0]) if len(hits) else len(self.ids)
+
+    def _body_end(self, begin: int, start: int, end_id: int, modality: str,
+                  expected: int) -> tuple[int, int | None]:
+        """(stop of the body, position of its end token or None when it is missing)."""
+        ids, n = self.ids, len(self.ids)
+        first = self._next_mark(start)
+        closed = first < n and ids[first] == end_id
+        if self.strict:
+            if closed:
+                return first, first
+            if first < n:
+                raise TokenSequenceError(f"{self.space.token_name(int(ids[first]))} inside the {modality} segment "
+                                         f"opened at position {begin} (missing {END[modality]})", first)
+            raise TokenSequenceError(f"the {modality} segment opened at position {begin} is never closed "
+                                     f"(missing {END[modality]})", n)
+        # lenient: the body also ends once it holds `expected` tokens of this modality, so a missing
+        # end token does not swallow the text that follows
+        levels, _ = self.space.media_codes(modality, ids[start:first])
+        full = np.flatnonzero(np.cumsum(levels != FOREIGN) >= expected) if expected else np.array([-1])
+        stop = min(first, start + int(full[0]) + 1) if len(full) else first
+        if stop < n and ids[stop] == end_id:
+            return stop, stop
+        self.repairs.append(Repair(stop, "closed", f"the {modality} segment opened at position {begin} was not "
+                                                   f"closed; closed it here"))
+        return stop, None
+
+    def _drop(self, begin: int, where: int, modality: str, reason: str) -> int:
+        """Strict: raise. Lenient: skip the segment up to and including its end token (or up to the
+        next begin token) and report it."""
+        if self.strict:
+            raise TokenSequenceError(reason, where)
+        nxt = self._next_mark(begin + 1)
+        self.repairs.append(Repair(where, "dropped", f"{reason}; dropped the segment"))
+        return nxt + 1 if nxt < len(self.ids) and int(self.ids[nxt]) in self.end else nxt
+
+
+def load(path: str | Path | None = None, *, device: str = "cpu") -> UniTokenizer:
+    """Load a tokenizer suite: the bundled defaults (``unitok/assets``) or a suite folder."""
+    if path is None:
+        path = Path(__file__).parent / "assets"
+    return UniTokenizer.from_pretrained(path, device=device)
