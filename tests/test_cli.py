@@ -105,7 +105,8 @@ def test_help_documents_every_option(capsys):
 
 
 def test_console_script():
-    out = subprocess.run(["unitok", "frobnicate"], capture_output=True, text=True)
+    script = Path(sys.executable).parent / "unitok"     # installed beside the interpreter, venv or not
+    out = subprocess.run([script, "frobnicate"], capture_output=True, text=True)
     assert out.returncode == 2 and "invalid choice" in out.stderr
-    out = subprocess.run(["unitok", "--version"], capture_output=True, text=True)
+    out = subprocess.run([script, "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("unitok ")

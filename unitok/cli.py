@@ -3,6 +3,8 @@
     unitok info                         the suite's components and its token-space ranges
     unitok encode FILE|DIR... -o OUT    one token file per input (text, image, video or audio)
     unitok decode TOKENS|DIR... -o OUT  token files (or generated id lists) back to files
+    unitok train MODALITY [ARGS...]     run recipes/train_<modality>.py (a source checkout)
+    unitok bench NAME [ARGS...]         run benchmarks/<name>.py (a source checkout)
 
 Exit status: 0 when every input succeeded, 1 when some input failed (each failure is printed with
 its file and reason, and the others are still processed), 2 for usage errors.
@@ -68,6 +70,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--space", metavar="MANIFEST", default=None,
                    help="token-space manifest (space.json) the ids were made with; decoding refuses ids "
                         "of another space. Token files written by 'unitok encode' carry their own.")
+    for name, folder, what in (("train", "recipes", "train_{}.py"), ("bench", "benchmarks", "{}.py")):
+        p = sub.add_parser(name, help=f"run a {folder[:-1]} script of a source checkout",
+                           description=f"Run {folder}/{what.format('NAME')} from the unitok source checkout "
+                                       f"(found beside the installed package, or in the current folder), "
+                                       f"passing ARGS through. Run it with --help to see its options.",
+                           add_help=True)
+        p.add_argument("target", metavar="MODALITY" if name == "train" else "NAME",
+                       help="text, image, ..." if name == "train" else "throughput, reconstruction, ...")
+        p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+        p.set_defaults(script_folder=folder, script_pattern=what)
     return parser
 
 
@@ -220,7 +232,27 @@ def cmd_decode(args) -> int:
     return _report(failures, done, "decoded", f" into {parts} part(s) in {out_dir}", started)
 
 
-COMMANDS = {"info": cmd_info, "encode": cmd_encode, "decode": cmd_decode}
+def cmd_script(args) -> int:
+    """``unitok train`` / ``unitok bench``: recipes and benchmarks are scripts kept in the source
+    tree (hackable, like torchtune's recipes), not part of the installed package."""
+    import runpy
+
+    script = args.script_pattern.format(args.target)
+    roots = [Path(__file__).resolve().parent.parent, Path.cwd()]
+    found = next((r / args.script_folder / script for r in roots if (r / args.script_folder / script).is_file()), None)
+    if found is None:
+        available = sorted({p.name for r in roots for p in (r / args.script_folder).glob("*.py")})
+        raise UnitokError(f"no {args.script_folder}/{script} in the unitok source checkout "
+                          f"(available: {', '.join(available) or 'none; run from a clone of the repository'})")
+    sys.argv = [str(found), *args.args]
+    try:
+        runpy.run_path(str(found), run_name="__main__")
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+COMMANDS = {"info": cmd_info, "encode": cmd_encode, "decode": cmd_decode, "train": cmd_script, "bench": cmd_script}
 
 
 def main(argv: list[str] | None = None) -> int:
