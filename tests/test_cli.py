@@ -110,3 +110,10 @@ def test_console_script():
     assert out.returncode == 2 and "invalid choice" in out.stderr
     out = subprocess.run([script, "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("unitok ")
+
+
+def test_train_and_bench_run_scripts_of_the_checkout(capsys):
+    code, _, err = run(capsys, "train", "nosuch")
+    assert code == 1 and "recipes/train_nosuch.py" in err and "train_text.py" in err
+    code, out, _ = run(capsys, "bench", "throughput", "--help")
+    assert code == 0 and "--modality" in out
