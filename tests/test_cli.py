@@ -87,9 +87,23 @@ def test_media_with_a_suite_folder(capsys, tmp_path):
     assert code == 0, err
     out = Image.open(tmp_path / "out" / "pic.png")
     assert (out.height, out.width) == (21, 37)
-    # the bundled suite has no image tokenizer yet: a clear, per-file error
-    code, _, err = run(capsys, "encode", tmp_path / "pic.png", "-o", tmp_path / "tok2")
+    # a suite without an image tokenizer: a clear, per-file error
+    UniTokenizer(unitok.text.load_default()).save_pretrained(tmp_path / "text_only")
+    code, _, err = run(capsys, "encode", tmp_path / "pic.png", "-o", tmp_path / "tok2", "--suite", tmp_path / "text_only")
     assert code == 1 and "pic.png" in err and "no image tokenizer" in err
+
+
+def test_bundled_suite_round_trips_a_photo(capsys, tmp_path):
+    photo = torch.zeros(3, 45, 70, dtype=torch.uint8)
+    photo[0] = torch.arange(70, dtype=torch.uint8)[None] * 3          # a smooth gradient and a square
+    photo[1, 10:30, 20:50] = 200
+    Image.from_array(photo).save(tmp_path / "photo.jpg", quality=95)
+    code, _, err = run(capsys, "encode", tmp_path / "photo.jpg", "-o", tmp_path / "tok")
+    assert code == 0, err
+    code, _, err = run(capsys, "decode", tmp_path / "tok", "-o", tmp_path / "out")
+    assert code == 0, err
+    out = Image.open(tmp_path / "out" / "photo.png")
+    assert (out.channels, out.height, out.width) == (3, 45, 70)
 
 
 def test_help_documents_every_option(capsys):
