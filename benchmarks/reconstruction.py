@@ -885,7 +885,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-suite", action="store_true", help="compare the --checkpoint folders only")
     parser.add_argument("--heldout", type=Path, default=HELDOUT, help="folder of held-out pictures")
     parser.add_argument("--limit", type=int, help="use only the first N held-out pictures (sorted by name)")
-    parser.add_argument("--random-crops", type=int, default=3, help="random 256x256 crops per picture, besides "
+    parser.add_argument("--random-crops", type=int, default=15, help="random 256x256 crops per picture, besides "
                                                                      "the center crop")
     parser.add_argument("--max-side", type=int, default=1024, help="native size: downscale pictures whose long "
                                                                    "side is longer (0: never)")
