@@ -107,7 +107,8 @@ def test_bundled_suite_round_trips_a_photo(capsys, tmp_path):
 
 
 def test_help_documents_every_option(capsys):
-    for cmd, options in {"encode": ["--output", "--suite", "--bos", "--eos", "--allowed-special", "--device"],
+    for cmd, options in {"encode": ["--output", "--suite", "--bos", "--eos", "--allowed-special", "--device",
+                                    "--bitrate"],
                          "decode": ["--output", "--suite", "--lenient", "--space", "--device"],
                          "info": ["--json", "--suite", "--device"]}.items():
         with pytest.raises(SystemExit) as e:
@@ -131,3 +132,22 @@ def test_train_and_bench_run_scripts_of_the_checkout(capsys):
     assert code == 1 and "recipes/train_nosuch.py" in err and "train_text.py" in err
     code, out, _ = run(capsys, "bench", "throughput", "--help")
     assert code == 0 and "--modality" in out
+
+
+def test_audio_bitrate_selects_levels(capsys, tmp_path):
+    if "audio" not in unitok.load().media:
+        pytest.skip("no bundled audio tokenizer")
+    t = torch.arange(12000) / 24000
+    unitok.Audio((0.3 * torch.sin(2 * torch.pi * 220 * t))[None], 24000).save(tmp_path / "tone.wav")
+    code, _, err = run(capsys, "encode", tmp_path / "tone.wav", "-o", tmp_path / "lo", "--bitrate", "1.5")
+    assert code == 0, err
+    code, _, err = run(capsys, "encode", tmp_path / "tone.wav", "-o", tmp_path / "hi", "--bitrate", "6")
+    assert code == 0, err
+    lo = json.loads((tmp_path / "lo" / "tone.wav.tokens.json").read_text())
+    hi = json.loads((tmp_path / "hi" / "tone.wav.tokens.json").read_text())
+    assert len(hi["ids"]) > 3 * len(lo["ids"]) // 2            # 8 levels against 2 per frame
+    code, _, err = run(capsys, "decode", tmp_path / "lo", "-o", tmp_path / "out")
+    assert code == 0, err
+    assert unitok.Audio.open(tmp_path / "out" / "tone.wav").num_samples == 12000
+    code, _, err = run(capsys, "encode", tmp_path / "tone.wav", "-o", tmp_path / "x", "--bitrate", "0.1")
+    assert code == 1 and "lowest bitrate" in err

@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     _suite_args(p)
     p.add_argument("--bos", action="store_true", help="start each sequence with <|bos|>")
     p.add_argument("--eos", action="store_true", help="end each sequence with <|eos|>")
+    p.add_argument("--bitrate", metavar="KBPS", type=float, default=None,
+                   help="audio: the highest bitrate to use, in kbit/s (e.g. 1.5, 3, 6); picks the number of "
+                        "residual levels (default: all levels)")
     p.add_argument("--allowed-special", metavar="TOKEN", action="append", default=[],
                    help="a special token of the text vocabulary to recognise inside text (repeatable; "
                         "'all' for every one). By default special-token strings are plain text.")
@@ -151,6 +154,11 @@ def cmd_encode(args) -> int:
 
     started = time.perf_counter()
     tok = _load(args)
+    if args.bitrate is not None:
+        if "audio" not in tok.media:
+            raise UnitokError("--bitrate applies to audio, but this suite has no audio tokenizer")
+        levels = tok.media["audio"].set_bitrate(args.bitrate)
+        print(f"audio: {levels} level(s), {tok.media['audio'].bitrates[levels]:.3g} kbps", file=sys.stderr)
     files, failures = _expand(args.inputs, lambda p: kind_of(p) is not None)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)

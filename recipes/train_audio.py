@@ -1,0 +1,537 @@
+"""Train an audio tokenizer (``unitok.audio.AudioTokenizer``).
+
+A self-contained recipe in the torchtune style: read a YAML config, build plain PyTorch modules,
+loop. Runs on a CPU (``tiny``, ``default``) or on GPUs under ``torchrun`` (``large``)::
+
+    python recipes/train_audio.py --config recipes/configs/audio_tiny.yaml
+    python recipes/train_audio.py --config recipes/configs/audio_default.yaml [--resume]
+    torchrun --nproc_per_node 8 recipes/train_audio.py --config recipes/configs/audio_large.yaml
+    unitok train audio --config recipes/configs/audio_default.yaml        # the same, via the CLI
+    python recipes/train_audio.py --config ... --export unitok/assets/audio  # bundle best/ as fp16
+
+Data: ``recipes/data/fetch_audio.py`` writes ``data/audio/train_24k.npy`` (int16, 24 kHz mono,
+every training file one after another) with ``train_index.json`` (file spans and categories), and
+the held-out ``heldout_24k.npy`` / ``heldout_index.json`` used for validation only. Batches are
+random crops of ``data.segment_seconds``, categories drawn by ``data.weights`` (so 20 minutes of
+speech is not drowned by two hours of music), with a random gain.
+
+Losses: multi-resolution log-mel L1 and multi-resolution STFT (spectral convergence + log
+magnitude), the quantizer's commitment loss, and after ``loss.gan_start`` steps a multi-scale
+STFT discriminator (hinge) with feature matching. Quantizer dropout (in the model) trains every
+bitrate at once.
+
+Output folder (``log.out_dir``)::
+
+    log.txt          everything printed
+    checkpoint/      latest state: the model (config.json + model.safetensors, fp32),
+                     optimizer.safetensors, discriminator.safetensors, state.json; --resume reads it
+    best/            the model with the best held-out mel distance at full bitrate so far (fp32)
+    final/           the model at the end, in export.dtype (fp16)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# recipe plumbing shared with the image recipe (optimizer state in safetensors, logging, schedule, DDP)
+from train_image import Logger, _ddp, load_optimizer, lr_at, optimizer_tensors
+
+from unitok.audio import AudioTokenizer, AudioTokenizerConfig
+from unitok.checkpoint import config_from_dict, config_to_dict
+from unitok.errors import ConfigError
+from unitok.nn import hinge_d_loss, hinge_g_loss
+from unitok.nn.audio import (
+    MelSpectrograms,
+    MultiScaleSTFTDiscriminator,
+    feature_matching_loss,
+    mel_distance,
+    si_sdr,
+    stft_loss,
+)
+
+DEFAULTS = {
+    "model": {},
+    "data": {"train": "data/audio/train_24k.npy", "train_index": "data/audio/train_index.json",
+             "val": "data/audio/heldout_24k.npy", "val_index": "data/audio/heldout_index.json",
+             "segment_seconds": 0.5, "weights": {"speech": 0.5, "music": 0.35, "effects": 0.15},
+             "gain_db": [-12.0, 3.0], "val_clips": {"speech": 12, "music": 12, "effects": 2},
+             "val_seconds": 2.0, "synthetic": False, "synthetic_seconds": 120.0},
+    "train": {"batch_size": 8, "lr": 5e-4, "min_lr_ratio": 0.1, "warmup": 100, "steps": 100000,
+              "time_limit_min": None, "betas": [0.8, 0.99], "weight_decay": 0.0, "grad_clip": 10.0,
+              "seed": 0, "num_threads": 1, "device": "auto"},
+    "loss": {"mel": 5.0, "stft": 1.0, "l1": 0.0, "quantizer": 1.0, "gan": 1.0, "feature": 2.0,
+             "gan_start": 5000, "disc_lr": 2e-4, "disc_channels": 16, "disc_layers": 3,
+             "disc_n_ffts": [2048, 1024, 512]},
+    "log": {"out_dir": "data/train_audio", "every": 50, "val_every": 500, "checkpoint_every_min": 5.0,
+            "eval_levels": None},
+    "export": {"dtype": "float16"},
+}
+
+
+# -- config -------------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+    """YAML -> nested dict with the recipe's defaults filled in; unknown sections or keys raise."""
+    path = Path(path)
+    try:
+        user = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(user, dict):
+        raise ConfigError(f"{path}: expected a mapping with sections {sorted(DEFAULTS)}")
+    cfg = json.loads(json.dumps(DEFAULTS))
+    for section, values in [*user.items(), *(overrides or {}).items()]:
+        if section not in DEFAULTS:
+            raise ConfigError(f"{path}: unknown section {section!r}; valid: {sorted(DEFAULTS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping")
+        if section != "model":
+            unknown = set(values) - set(DEFAULTS[section])
+            if unknown:
+                raise ConfigError(f"{path}: unknown option(s) {sorted(unknown)} in {section!r}; valid: "
+                                  f"{sorted(DEFAULTS[section])}")
+        if section == "model" and isinstance(values.get("quantizer"), dict):
+            values = {**values, "quantizer": {**cfg["model"].get("quantizer", {}), **values["quantizer"]}}
+        cfg[section].update(values)
+    cfg["model_config"] = config_from_dict(AudioTokenizerConfig, cfg["model"], source=f"{path}: model")
+    return cfg
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def synthetic_audio(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
+    """int16 [N]: a stand-in for real audio in tests and when no data was fetched: notes of
+    harmonic tones with gliding pitch and decaying envelopes, noise bursts and silences."""
+    g = np.random.default_rng(seed)
+    out, n_total = [], int(seconds * rate)
+    while sum(len(x) for x in out) < n_total:
+        n = int(g.uniform(0.15, 0.6) * rate)
+        t = np.arange(n) / rate
+        kind = g.random()
+        if kind < 0.6:
+            f0 = g.uniform(90, 600) * np.exp(g.uniform(-0.4, 0.4) * t)
+            phase = 2 * np.pi * np.cumsum(f0) / rate
+            x = sum(g.uniform(0.2, 1.0) / h * np.sin(h * phase) for h in range(1, 7))
+            x = x * np.exp(-t * g.uniform(1, 8))
+        elif kind < 0.85:
+            x = g.standard_normal(n) * np.exp(-t * g.uniform(5, 30))
+        else:
+            x = np.zeros(n)
+        out.append(x / (np.abs(x).max() + 1e-9) * g.uniform(0.05, 0.8))
+    x = np.concatenate(out)[:n_total]
+    return (x * 32767).astype(np.int16)
+
+
+class SegmentSampler:
+    """Random batches of ``segment`` samples from an int16 [N] array with file spans ``index``:
+    a category by ``weights``, a file by length within it, a random offset (files shorter than the
+    segment are zero-padded), a random gain; crops that are (nearly) silent are redrawn."""
+
+    def __init__(self, array: np.ndarray, index: list[dict], segment: int, batch_size: int, seed: int,
+                 weights: dict[str, float], gain_db: tuple[float, float]):
+        self.array, self.segment, self.batch_size = array, segment, batch_size
+        self.gain_db = gain_db
+        self.rng = np.random.default_rng(seed)
+        self.files: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for cat in sorted({e["category"] for e in index}):
+            spans = np.array([[e["start"], e["length"]] for e in index if e["category"] == cat], dtype=np.int64)
+            self.files[cat] = (spans, np.maximum(spans[:, 1], segment) / np.maximum(spans[:, 1], segment).sum())
+        cats = [c for c in self.files if weights.get(c, 0) > 0] or sorted(self.files)
+        w = np.array([weights.get(c, 1.0) for c in cats], dtype=np.float64)
+        self.cats, self.cat_p = cats, w / w.sum()
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def _crop(self) -> np.ndarray:
+        cat = self.cats[self.rng.choice(len(self.cats), p=self.cat_p)]
+        spans, p = self.files[cat]
+        start, length = spans[self.rng.choice(len(spans), p=p)]
+        x = np.zeros(self.segment, dtype=np.float32)
+        off = int(self.rng.integers(0, max(1, length - self.segment + 1)))
+        n = min(self.segment, int(length))
+        x[:n] = self.array[start + off:start + off + n] / 32768.0
+        return x
+
+    def next(self) -> torch.Tensor:
+        """-> [B, 1, segment] float in [-1, 1]."""
+        batch = np.empty((self.batch_size, 1, self.segment), dtype=np.float32)
+        for i in range(self.batch_size):
+            for _ in range(8):
+                x = self._crop()
+                if np.sqrt(np.mean(x * x)) > 3e-3:
+                    break
+            peak = np.abs(x).max() + 1e-6
+            gain = 10 ** (self.rng.uniform(*self.gain_db) / 20)
+            batch[i, 0] = x * min(gain, 0.99 / peak)
+        return torch.from_numpy(batch)
+
+
+def _open(path: str, what: str):
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: {what} not found; run `python recipes/data/fetch_audio.py` first, or set "
+                          f"data.synthetic: true to train on generated sounds")
+    if p.suffix == ".json":
+        return json.loads(p.read_text())
+    return np.load(p, mmap_mode="r")
+
+
+def validation_clips(array: np.ndarray, index: list[dict], clips: dict[str, int], length: int) -> dict[str, torch.Tensor]:
+    """Fixed held-out clips per category: {category: [n, 1, length] float}, evenly spaced over the
+    category's audio (deterministic, so every validation sees the same clips)."""
+    out = {}
+    for cat, n in clips.items():
+        spans = [(e["start"], e["length"]) for e in index if e["category"] == cat]
+        if not spans or n <= 0:
+            continue
+        audio = np.concatenate([np.asarray(array[s:s + l]) for s, l in spans]).astype(np.float32) / 32768.0
+        if len(audio) < length:
+            audio = np.pad(audio, (0, length - len(audio)))
+        starts = np.linspace(0, len(audio) - length, n).astype(np.int64)
+        out[cat] = torch.from_numpy(np.stack([audio[s:s + length] for s in starts]))[:, None]
+    return out
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model: AudioTokenizer, val: dict[str, torch.Tensor], mels: MelSpectrograms, levels: list[int],
+             batch_size: int, device) -> dict:
+    """Held-out mel distance and SI-SDR per category and level count, codebook usage per level."""
+    was_training = model.training
+    model.eval()
+    res: dict = {"usage": []}
+    K, C = model.levels, model.quantizer.codebook_size
+    hist = torch.zeros(K, C, dtype=torch.float64)
+    for n in levels:
+        mel_all, sdr_all = [], []
+        for cat, clips in val.items():
+            mel_c, sdr_c = [], []
+            for i in range(0, len(clips), batch_size):
+                x = clips[i:i + batch_size].to(device)
+                codes = model.encode(x, n)
+                if n == K:
+                    for k in range(K):
+                        hist[k] += torch.bincount(codes[:, k].reshape(-1).cpu(), minlength=C).double()
+                y = model.decode(codes, x.shape[-1])
+                mel_c.append(mel_distance(mels, y[:, 0], x[:, 0]).cpu())
+                sdr_c.append(si_sdr(y[:, 0], x[:, 0]).cpu())
+            mel_c, sdr_c = torch.cat(mel_c), torch.cat(sdr_c)
+            res[f"mel_{cat}@{n}"] = float(mel_c.mean())
+            res[f"sisdr_{cat}@{n}"] = float(sdr_c.mean())
+            mel_all.append(mel_c)
+            sdr_all.append(sdr_c)
+        res[f"mel@{n}"] = float(torch.cat(mel_all).mean())
+        res[f"sisdr@{n}"] = float(torch.cat(sdr_all).mean())
+    res["usage"] = [float((h > 0).double().mean()) for h in hist]
+    model.train(was_training)
+    return res
+
+
+def format_eval(m: dict, levels: list[int], model: AudioTokenizer) -> str:
+    parts = [f"{model.bitrate(n) / 1000:.1f}kbps mel {m[f'mel@{n}']:.3f} sisdr {m[f'sisdr@{n}']:.2f}" for n in levels]
+    cats = sorted({k.split("_")[1].split("@")[0] for k in m if k.startswith("mel_")})
+    K = max(levels)
+    per_cat = " ".join(f"{c}: mel {m[f'mel_{c}@{K}']:.3f} sisdr {m[f'sisdr_{c}@{K}']:.2f}" for c in cats)
+    usage = " ".join(f"{u:.2f}" for u in m["usage"])
+    return f"{' | '.join(parts)} || {per_cat} || usage per level {usage}"
+
+
+def build(cfg: dict, device) -> tuple[AudioTokenizer, MultiScaleSTFTDiscriminator | None]:
+    model = AudioTokenizer(cfg["model_config"]).to(device)
+    lc = cfg["loss"]
+    disc = None
+    if lc["gan"] > 0 or lc["feature"] > 0:
+        disc = MultiScaleSTFTDiscriminator(tuple(lc["disc_n_ffts"]), lc["disc_channels"], lc["disc_layers"]).to(device)
+    return model, disc
+
+
+def export(out_dir: str | Path, target: str | Path, dtype: str = "float16") -> Path:
+    """Write ``<out_dir>/best`` (or ``checkpoint`` when there is no best yet) to ``target`` in
+    ``dtype``: what gets bundled in ``unitok/assets/audio``."""
+    out_dir = Path(out_dir)
+    source = out_dir / "best" if (out_dir / "best" / "config.json").exists() else out_dir / "checkpoint"
+    model = AudioTokenizer.from_pretrained(source)
+    torch_dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[dtype]
+    model.save_pretrained(target, dtype=torch_dtype)
+    return source
+
+
+def train(cfg: dict, *, resume: bool = False) -> dict:
+    """Run the recipe; returns a summary (steps, time, first and last losses, held-out metrics)."""
+    tc, lc, dc = cfg["train"], cfg["loss"], cfg["data"]
+    rank, world, local_rank = _ddp()
+    if tc["device"] == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(tc["device"])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if tc["num_threads"]:
+        torch.set_num_threads(int(tc["num_threads"]))
+    torch.manual_seed(tc["seed"] + rank)
+
+    out = Path(cfg["log"]["out_dir"])
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    log = Logger(out / "log.txt") if rank == 0 else (lambda msg: None)
+
+    mcfg: AudioTokenizerConfig = cfg["model_config"]
+    rate = mcfg.sample_rate
+    segment = max(1, round(dc["segment_seconds"] * rate / mcfg.hop)) * mcfg.hop
+    val_len = max(1, round(dc["val_seconds"] * rate / mcfg.hop)) * mcfg.hop
+    if dc["synthetic"]:
+        train_arr = synthetic_audio(dc["synthetic_seconds"], rate, seed=tc["seed"])
+        train_index = [{"category": "synthetic", "start": 0, "length": len(train_arr)}]
+        val_arr = synthetic_audio(max(4 * dc["val_seconds"], 8.0), rate, seed=tc["seed"] + 10_000)
+        val_index = [{"category": "synthetic", "start": 0, "length": len(val_arr)}]
+        clips = {"synthetic": 4}
+        weights = {"synthetic": 1.0}
+    else:
+        train_arr, train_index = _open(dc["train"], "training audio"), _open(dc["train_index"], "training index")
+        val_arr, val_index = _open(dc["val"], "held-out audio"), _open(dc["val_index"], "held-out index")
+        clips, weights = dc["val_clips"], dc["weights"]
+    val = validation_clips(val_arr, val_index, clips, val_len)
+    sampler = SegmentSampler(train_arr, train_index, segment, tc["batch_size"], tc["seed"] * 1000 + rank,
+                             weights, tuple(dc["gain_db"]))
+
+    model, disc = build(cfg, device)
+    raw_model = model
+    mels = MelSpectrograms(rate).to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]), weight_decay=tc["weight_decay"])
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=lc["disc_lr"], betas=(0.5, 0.9)) if disc is not None else None
+    levels = cfg["log"]["eval_levels"] or sorted({max(1, raw_model.levels // 4), max(1, raw_model.levels // 2),
+                                                  raw_model.levels})
+
+    step, elapsed_before, best = 0, 0.0, float("inf")
+    ckpt = out / "checkpoint"
+    if resume:
+        if not (ckpt / "state.json").exists():
+            raise ConfigError(f"{ckpt}: nothing to resume (no state.json); drop --resume to start fresh")
+        from safetensors.torch import load_file
+
+        state = json.loads((ckpt / "state.json").read_text())
+        raw_model.load_state_dict(AudioTokenizer.from_pretrained(ckpt).state_dict())
+        tensors = load_file(str(ckpt / "optimizer.safetensors"))
+        load_optimizer(opt, tensors, state["optimizer"], "model")
+        if disc is not None and (ckpt / "discriminator.safetensors").exists():
+            disc.load_state_dict(load_file(str(ckpt / "discriminator.safetensors")))
+            load_optimizer(opt_d, tensors, state["optimizer_d"], "disc")
+        step, elapsed_before, best = state["step"], state["elapsed"], state.get("best_mel", float("inf"))
+        if "sampler" in state:
+            sampler.set_state(state["sampler"])
+        log(f"resumed from {ckpt} at step {step} ({elapsed_before / 60:.1f} min trained)")
+
+    if world > 1:
+        ids = [device] if device.type == "cuda" else None
+        # EMA codebooks are buffers: DDP broadcasts rank 0's every step, so all ranks agree
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if disc is not None:
+            disc = torch.nn.parallel.DistributedDataParallel(disc, device_ids=ids)
+
+    if rank == 0:
+        rates = ", ".join(f"{n}: {raw_model.bitrate(n) / 1000:.2f}" for n in levels)
+        log(f"audio tokenizer: {n_params / 1e6:.2f}M parameters, {rate} Hz, hop {mcfg.hop} "
+            f"({raw_model.frame_rate:g} frames/s), {raw_model.levels} levels x {raw_model.quantizer.codebook_size} "
+            f"codes ({mcfg.quantizer.kind}); kbps by levels {{{rates}}}; device {device}, world {world}, "
+            f"{len(train_arr) / rate / 60:.1f} min of training audio, segments of {segment} samples; "
+            f"config {json.dumps(config_to_dict(mcfg))}")
+
+    def save_checkpoint():
+        if rank != 0:
+            return
+        import shutil
+
+        from safetensors.torch import save_file
+
+        tmp = out / "checkpoint.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        raw_model.save_pretrained(tmp)
+        tensors, meta = optimizer_tensors(opt, "model")
+        state = {"step": step, "elapsed": elapsed_before + (time.time() - t0), "best_mel": best,
+                 "optimizer": meta, "sampler": sampler.state(), "config": cfg["model"]}
+        if disc is not None:
+            dmod = disc.module if hasattr(disc, "module") else disc
+            save_file({k: v.detach().cpu().contiguous() for k, v in dmod.state_dict().items()},
+                      str(tmp / "discriminator.safetensors"))
+            t_d, meta_d = optimizer_tensors(opt_d, "disc")
+            tensors.update(t_d)
+            state["optimizer_d"] = meta_d
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(state, default=str) + "\n")
+        old = out / "checkpoint.old"
+        if ckpt.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            ckpt.rename(old)
+        tmp.rename(ckpt)
+        if old.exists():
+            shutil.rmtree(old)
+
+    validated_at = -1
+
+    def validate():
+        nonlocal best, metrics, validated_at
+        if validated_at == step:
+            return
+        validated_at = step
+        metrics = evaluate(raw_model, val, mels, levels, tc["batch_size"], device)
+        log(f"val step {step} | {format_eval(metrics, levels, raw_model)}")
+        score = metrics[f"mel@{raw_model.levels}"]
+        if score < best:
+            best = score
+            raw_model.save_pretrained(out / "best")
+
+    t0 = time.time()
+    last_ckpt = time.time()
+    keys = ("loss", "mel", "stft", "l1", "quant", "gan", "feat", "d")
+    window = dict.fromkeys(keys, 0.0) | {"n": 0}
+    used = torch.zeros(raw_model.levels, raw_model.quantizer.codebook_size, dtype=torch.bool)
+    first_loss, last_loss = None, None
+    metrics: dict = {}
+    model.train()
+    t_window = time.time()
+    while step < tc["steps"]:
+        elapsed = elapsed_before + (time.time() - t0)
+        if tc["time_limit_min"] and elapsed >= 60 * tc["time_limit_min"]:
+            break
+        lr = lr_at(step, elapsed, tc)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = sampler.next().to(device, non_blocking=True)
+        recon, codes, aux = model(x)
+        mel = mel_distance(mels, recon[:, 0], x[:, 0]).mean()
+        spec = stft_loss(recon[:, 0], x[:, 0]) if lc["stft"] > 0 else mel.new_zeros(())
+        l1 = (recon - x).abs().mean()
+        rec = lc["mel"] * mel + lc["stft"] * spec + lc["l1"] * l1
+        loss = rec + lc["quantizer"] * aux
+        gan_on = disc is not None and step >= lc["gan_start"]
+        g_loss = feat = mel.new_zeros(())
+        B = x.shape[0]
+        if gan_on:
+            # real and fake in one pass (no batch statistics in the discriminator; one forward per
+            # backward keeps DDP's gradient reduction simple)
+            logits, feats = disc(torch.cat([x, recon]))
+            g_loss = sum(hinge_g_loss(lo[B:]) for lo in logits) / len(logits)
+            feat = feature_matching_loss([[f[:B] for f in fs] for fs in feats], [[f[B:] for f in fs] for fs in feats])
+            loss = loss + lc["gan"] * g_loss + lc["feature"] * feat
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc["grad_clip"]:
+            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), tc["grad_clip"])
+        opt.step()
+        d_loss = mel.new_zeros(())
+        if gan_on:
+            logits, _ = disc(torch.cat([x, recon.detach()]))
+            d_loss = sum(hinge_d_loss(lo[:B], lo[B:]) for lo in logits) / len(logits)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+        step += 1
+
+        last_loss = float(rec.detach())
+        if first_loss is None:
+            first_loss = last_loss
+        for k, v in zip(keys, (loss, mel, spec, l1, aux, g_loss, feat, d_loss)):
+            window[k] += float(v.detach()) if torch.is_tensor(v) else float(v)
+        window["n"] += 1
+        with torch.no_grad():
+            c = codes.detach().cpu()
+            for k in range(c.shape[1]):
+                ck = c[:, k].reshape(-1)
+                used[k, ck[ck >= 0]] = True
+        if rank == 0 and (step % cfg["log"]["every"] == 0 or step == tc["steps"]):
+            n = window["n"]
+            sps = n / max(1e-9, time.time() - t_window)
+            usage = used.float().mean(1)
+            log(f"step {step} | {elapsed / 60:.1f} min | {sps:.2f} steps/s | lr {lr:.2e} | loss {window['loss'] / n:.4f} "
+                f"mel {window['mel'] / n:.4f} stft {window['stft'] / n:.4f} l1 {window['l1'] / n:.4f} "
+                f"quant {window['quant'] / n:.4f} gan {window['gan'] / n:.3f} feat {window['feat'] / n:.3f} "
+                f"d {window['d'] / n:.3f} | train usage L1 {usage[0]:.2f} L{len(usage)} {usage[-1]:.2f} | "
+                f"threads {torch.get_num_threads()}")
+            window = dict.fromkeys(keys, 0.0) | {"n": 0}
+            used.zero_()
+            t_window = time.time()
+        if rank == 0 and step % cfg["log"]["val_every"] == 0:
+            validate()
+        if time.time() - last_ckpt > 60 * cfg["log"]["checkpoint_every_min"]:
+            save_checkpoint()
+            last_ckpt = time.time()
+
+    elapsed = elapsed_before + (time.time() - t0)
+    summary = {"steps": step, "minutes": elapsed / 60, "first_loss": first_loss, "last_loss": last_loss}
+    if rank == 0:
+        validate()
+        save_checkpoint()
+        dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[cfg["export"]["dtype"]]
+        raw_model.save_pretrained(out / "final", dtype=dtype)
+        size = (out / "final" / "model.safetensors").stat().st_size
+        log(f"done: {step} steps in {elapsed / 60:.1f} min; held-out mel {metrics[f'mel@{raw_model.levels}']:.4f} "
+            f"(best {best:.4f}); final model {size / 1e6:.2f} MB in {out / 'final'}")
+        summary.update(metrics, best_mel=best, out_dir=str(out))
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return summary
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="unitok train audio", description="Train an audio tokenizer.")
+    ap.add_argument("--config", required=True, help="YAML config (recipes/configs/audio_*.yaml)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoint")
+    ap.add_argument("--out-dir", help="override log.out_dir")
+    ap.add_argument("--steps", type=int, help="override train.steps")
+    ap.add_argument("--time-limit-min", type=float, help="override train.time_limit_min")
+    ap.add_argument("--data", help="override data.train (an int16 [N] .npy; its index is data.train_index)")
+    ap.add_argument("--synthetic", action="store_true", help="train on generated sounds (no data needed)")
+    ap.add_argument("--export", metavar="DIR", help="do not train: write <out_dir>/best in export.dtype to DIR "
+                                                    "(e.g. unitok/assets/audio) and exit")
+    args = ap.parse_args(argv)
+    overrides: dict = {}
+    if args.out_dir:
+        overrides.setdefault("log", {})["out_dir"] = args.out_dir
+    if args.steps is not None:
+        overrides.setdefault("train", {})["steps"] = args.steps
+    if args.time_limit_min is not None:
+        overrides.setdefault("train", {})["time_limit_min"] = args.time_limit_min
+    if args.data:
+        overrides.setdefault("data", {})["train"] = args.data
+    if args.synthetic:
+        overrides.setdefault("data", {})["synthetic"] = True
+    try:
+        cfg = load_config(args.config, overrides)
+        if args.export:
+            source = export(cfg["log"]["out_dir"], args.export, cfg["export"]["dtype"])
+            size = (Path(args.export) / "model.safetensors").stat().st_size
+            print(f"exported {source} to {args.export} ({size / 1e6:.2f} MB, {cfg['export']['dtype']})")
+            return 0
+        train(cfg, resume=args.resume)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

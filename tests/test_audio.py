@@ -1,0 +1,412 @@
+"""Audio tokenizer: lengths and rates through UniTokenizer, bitrates, chunked encoding, streaming
+decoding, save/load, layouts, errors, and the tiny training recipe."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import unitok
+from unitok import Audio, ConfigError, MediaError, TokenSequenceError, UniTokenizer
+from unitok.audio import AudioTokenizer, AudioTokenizerConfig, resample_blocks
+from unitok.checkpoint import load_pretrained
+from unitok.layout import PAD, CodecDepth, Delay
+from unitok.nn.audio import MelSpectrograms, mel_distance, si_sdr, stft_loss
+from unitok.quantize import ResidualQuantizer, ResidualQuantizerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_model(**kw) -> AudioTokenizer:
+    """8 kHz, hop 16, 4 levels of 16 codes; random (not k-means) codebooks so codes vary."""
+    torch.manual_seed(0)
+    q = kw.pop("quantizer", ResidualQuantizerConfig(kind="rvq", levels=4, dim=8, codebook_size=16, kmeans_init=False))
+    cfg = AudioTokenizerConfig(sample_rate=8000, channels=4, ratios=(4, 4), res_units=1, kernel=5,
+                               lstm=kw.pop("lstm", 1), quantizer=q, **kw)
+    return AudioTokenizer(cfg).eval()
+
+
+def noise(channels: int, n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(channels, n, generator=g) * 2 - 1) * 0.5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The codecs here are tiny: a second thread only adds synchronisation (and on a busy machine
+    waits for a core)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def text():
+    return unitok.text.load_default()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+# -- batched API ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 1001])
+def test_encode_decode_shapes_odd_lengths(model, n):
+    wav = noise(2, n)[:, None]                                     # [B=2, 1, n]
+    codes = model.encode(wav)
+    T = math.ceil(n / model.hop)
+    assert codes.shape == (2, model.levels, T) and codes.dtype == torch.int64
+    assert 0 <= int(codes.min()) and int(codes.max()) < model.quantizer.codebook_size
+    assert model.decode(codes).shape == (2, 1, T * model.hop)
+    y = model.decode(codes, length=n)
+    assert y.shape == (2, 1, n) and y.abs().max() <= 1
+
+
+def test_encode_rejects_wrong_shapes(model):
+    with pytest.raises(MediaError, match=r"\[B, 1, N\]"):
+        model.encode(torch.zeros(1, 2, 100))
+    with pytest.raises(ConfigError, match="n_levels"):
+        model.encode(torch.zeros(1, 1, 100), n_levels=9)
+    with pytest.raises(TokenSequenceError, match="0..15"):
+        model.decode(torch.full((1, 2, 3), 16))
+
+
+# -- through UniTokenizer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate,channels,n", [(8000, 1, 1), (8000, 1, 1001), (44100, 2, 4411), (48000, 1, 12345),
+                                             (16000, 2, 3), (24000, 1, 2401)])
+def test_uni_tokenizer_round_trip_any_rate_and_length(text, rate, channels, n):
+    model = tiny_model()
+    tok = UniTokenizer(text, {"audio": model})
+    audio = Audio.from_array(noise(channels, n), rate)
+    seq = tok.encode(["a sound:", audio, "end"])
+    assert [s.modality for s in seq.spans] == ["text", "audio", "text"]
+    parts = tok.decode(seq)
+    assert parts[0] == "a sound:" and parts[2] == "end"
+    out = parts[1]
+    assert isinstance(out, Audio) and out.num_channels == 1
+    assert out.sample_rate == 8000 and out.num_samples == math.ceil(n * 8000 / rate)   # the same duration
+    model.resample_to_input = True                               # back to the input's rate and length
+    back = tok.decode(seq)[1]
+    assert back.sample_rate == rate and back.num_samples == n
+    assert tok.encode(audio) == tok.encode([audio])
+
+
+def test_header_carries_levels_and_exact_length(text):
+    model = tiny_model()
+    tok = UniTokenizer(text, {"audio": model})
+    header, codes = model.encode_item(Audio.from_array(noise(2, 1001), 44100))
+    assert header == {"levels": 4, "sample_rate": 44100, "samples_high": 0, "samples_low": 1001}
+    assert codes.shape == (4, math.ceil(math.ceil(1001 * 8000 / 44100) / model.hop))
+    # lengths beyond one shape field (2**20 - 1) are split over two: hours round-trip exactly
+    long = {"levels": 2, "sample_rate": 8000, "samples_high": 3, "samples_low": 5}
+    model.check_header(long)
+    assert model.model_length(long) == 3 * 2 ** 20 + 5
+    assert len(model.layout(long)) == 2 * math.ceil((3 * 2 ** 20 + 5) / model.hop)
+    short = Audio.from_array(noise(1, 200), 8000)
+    assert len(tok.encode(short)) == 2 + 2 * 4 + 4 * math.ceil(200 / 16)    # begin/end, 4 fields x 2 digits
+    for bad, why in [({**long, "levels": 5}, "levels"), ({**long, "sample_rate": 50}, "sample_rate"),
+                     ({**long, "samples_high": 0, "samples_low": 0}, "0 samples")]:
+        with pytest.raises(TokenSequenceError, match=why):
+            model.check_header(bad)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3, 4])
+def test_every_bitrate_decodes(text, levels):
+    model = tiny_model()
+    tok = UniTokenizer(text, {"audio": model})
+    model.n_levels = levels
+    audio = Audio.from_array(noise(1, 777), 8000)
+    seq = tok.encode(audio)
+    header, codes = model.encode_item(audio)
+    assert header["levels"] == levels and codes.shape[0] == levels
+    body = seq.ids[1 + 8:-1]
+    kinds = {tok.space.describe(int(i))[:2] for i in body}
+    assert kinds == {("audio", k) for k in range(levels)}        # ids name their level
+    out = tok.decode(seq)[0]
+    assert out.num_samples == 777
+    # fewer levels: each is a prefix of the full encoding (residual coding)
+    full = model.encode(audio.samples[None], n_levels=4)
+    assert torch.equal(torch.as_tensor(codes), full[0, :levels])
+    # a sequence with more levels than the tokenizer has is refused
+    model.n_levels = 4
+    bad = seq.ids.copy()
+    digits = tok.space.dim_ids([9])
+    bad[1:3] = digits
+    with pytest.raises(TokenSequenceError, match="levels"):
+        tok.decode(bad, fingerprint=seq.fingerprint)
+
+
+def test_bitrates_of_a_24khz_model():
+    cfg = AudioTokenizerConfig(channels=2, lstm=0, quantizer=ResidualQuantizerConfig(levels=8, dim=8, codebook_size=1024))
+    model = AudioTokenizer(cfg)
+    assert model.frame_rate == 75
+    assert {k: model.bitrates[k] for k in (2, 4, 8)} == {2: 1.5, 4: 3.0, 8: 6.0}
+    assert model.set_bitrate(3.0) == 4 and model.n_levels == 4
+    assert model.set_bitrate(7.0) == 8
+    with pytest.raises(ConfigError, match="lowest bitrate"):
+        model.set_bitrate(0.5)
+
+
+def test_delay_layout(text):
+    model = tiny_model(layout="delay")
+    tok = UniTokenizer(text, {"audio": model})
+    audio = Audio.from_array(noise(1, 160), 8000)
+    seq = tok.encode(audio)
+    header, _ = model.encode_item(audio)
+    layout = model.layout(header)
+    assert isinstance(layout, Delay) and len(layout) == 4 * (10 + 3)
+    body = seq.ids[1 + 8:-1]
+    assert int((body == tok.space.special_tokens["<|pad|>"]).sum()) == 4 * 3    # K(K-1) pads
+    assert (layout.expected_levels == PAD).sum() == 12
+    assert tok.decode(seq)[0].num_samples == 160
+    plain = tiny_model()
+    assert isinstance(plain.layout(header), CodecDepth)
+    assert plain.fingerprint() != model.fingerprint()            # the layout is part of the token format
+
+
+# -- long audio and streaming ---------------------------------------------------------------------
+
+
+def test_chunked_encode_equals_one_shot(model):
+    wav = noise(2, 8000 * 3, seed=1)[:, None]
+    one_shot = model.encode(wav)
+    model.chunk_seconds = 0.3                                    # 150 frames in 10 chunks
+    try:
+        chunked = model.encode(wav)
+        # through encode_item: downmix + resampling in blocks + streaming encoder
+        audio = Audio.from_array(noise(2, 44100 * 2, seed=2), 44100)
+        _, codes_blocks = model.encode_item(audio)
+    finally:
+        model.chunk_seconds = 10.0
+    assert torch.equal(chunked, one_shot)
+    _, codes_whole = model.encode_item(audio)
+    assert np.mean(codes_blocks != codes_whole) <= 0.001         # equal up to float-rounding flips
+
+
+def test_resample_blocks_match_one_shot():
+    import torchaudio.functional as AF
+
+    x = noise(2, 20_001, seed=3)
+    for orig, new in [(44100, 8000), (8000, 24000), (48000, 24000)]:
+        ref = AF.resample(x.mean(0), orig, new)
+        y = torch.cat(list(resample_blocks(x, orig, new, 1000)))
+        assert y.shape == ref.shape and torch.allclose(y, ref, atol=1e-5)
+
+
+def test_streaming_decode_equals_one_shot(model):
+    wav = noise(2, 8000, seed=4)[:, None]
+    codes = model.encode(wav)                                    # [2, 4, 500]
+    full = model.decode(codes)
+    dec = model.stream_decoder()
+    pieces = [dec.push(codes[:, :, t:t + 1]) for t in range(40)]            # frame by frame
+    pieces += [dec.push(codes[:, :, t:t + 7]) for t in range(40, 500, 7)]   # then 7 frames at a time
+    assert all(p.shape[-1] % model.hop == 0 for p in pieces) and dec.frames == 500
+    assert torch.allclose(torch.cat(pieces, -1), full, atol=1e-5)
+    # one item, [K, n] codes: [n * hop] samples; fewer levels decode as a lower bitrate
+    dec.reset()
+    y = torch.cat([dec.push(codes[0, :2, t:t + 1].numpy()) for t in range(10)])
+    assert torch.allclose(y, model.decode(codes[:1, :2, :10])[0, 0], atol=1e-5)
+
+
+def test_long_decode_is_chunked_and_equal(model):
+    codes = model.encode(noise(1, 8000 * 2, seed=5)[:, None])
+    whole = model.decode(codes)
+    model.chunk_seconds = 0.1
+    try:
+        assert torch.allclose(model.decode(codes), whole, atol=1e-5)
+    finally:
+        model.chunk_seconds = 10.0
+
+
+def test_non_causal_model():
+    model = tiny_model(causal=False, lstm=0)
+    wav = noise(1, 8000, seed=6)[:, None]
+    one_shot = model.encode(wav)
+    model.chunk_seconds = 0.25                  # windows overlap by the receptive field: same codes
+    assert torch.equal(model.encode(wav), one_shot)
+    model.chunk_seconds = 10.0
+    whole = model.decode(one_shot)
+    model.chunk_seconds = 0.25
+    assert torch.allclose(model.decode(one_shot), whole, atol=1e-5)
+    with pytest.raises(ConfigError, match="causal"):
+        model.stream_decoder()
+
+
+# -- quantizer --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["rvq", "rfsq"])
+def test_residual_quantizer(kind):
+    torch.manual_seed(0)
+    q = ResidualQuantizer(ResidualQuantizerConfig(kind=kind, levels=4, dim=8, codebook_size=32, dropout=1.0,
+                                                  fsq_levels=(3, 3, 3)))
+    z = torch.randn(16, 8, 12)
+    q.train()
+    quantized, codes, aux = q(z)
+    assert codes.shape == (16, 4, 12) and quantized.shape == z.shape and aux.shape == ()
+    kept = (codes >= 0).all(-1).sum(1)                          # levels each sample kept
+    assert (codes[:, 0] >= 0).all() and kept.min() >= 1 and kept.max() <= 4 and len(set(kept.tolist())) > 1
+    q.eval()
+    quantized, codes, _ = q(z)
+    assert torch.equal(quantized, q.decode(codes))               # eval forward == decode(indices)
+    assert torch.equal(q.encode(z, 2), codes[:, :2])
+    assert int(codes.max()) < q.codebook_size and q.codebook_sizes == [q.codebook_size] * 4
+    err = [(q.decode(codes[:, :n]) - z).pow(2).mean() for n in (1, 2, 4)]
+    if kind == "rfsq":                                          # finer with every level
+        assert err[0] > err[1] > err[2]
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="layout"):
+        AudioTokenizerConfig(layout="raster")
+    with pytest.raises(ConfigError, match="sample_rate"):
+        AudioTokenizerConfig(sample_rate=10)
+    with pytest.raises(ConfigError, match="kind"):
+        ResidualQuantizerConfig(kind="fsq")
+    with pytest.raises(ConfigError, match="min_levels"):
+        ResidualQuantizerConfig(levels=2, min_levels=3)
+    with pytest.raises(ConfigError, match="unknown"):
+        from unitok.checkpoint import config_from_dict
+
+        config_from_dict(AudioTokenizerConfig, {"quantizer": {"level": 3}})
+
+
+def test_encode_item_rejects_non_audio(model):
+    with pytest.raises(MediaError, match="takes an Audio"):
+        model.encode_item("not audio")
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+
+
+def test_save_load(tmp_path, text, model):
+    model.save_pretrained(tmp_path / "a")
+    loaded = load_pretrained(tmp_path / "a")
+    assert isinstance(loaded, AudioTokenizer) and loaded.fingerprint() == model.fingerprint()
+    wav = noise(1, 999)[:, None]
+    assert torch.equal(loaded.encode(wav), model.encode(wav))
+    model.save_pretrained(tmp_path / "h", dtype=torch.float16)   # how the bundled default is stored
+    half = AudioTokenizer.from_pretrained(tmp_path / "h")
+    assert half.decode(half.encode(wav)).shape == (1, 1, 1008)
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["type"] == "audio.codec"
+    # a whole suite: ids made before saving decode after loading
+    tok = UniTokenizer(text, {"audio": model})
+    seq = tok.encode(Audio.from_array(noise(1, 500), 8000))
+    tok.save_pretrained(tmp_path / "suite")
+    tok2 = unitok.load(tmp_path / "suite")
+    assert tok2.decode(seq)[0].num_samples == 500
+
+
+def test_cli_round_trip(tmp_path, text, model):
+    from unitok.cli import main
+
+    UniTokenizer(text, {"audio": model}).save_pretrained(tmp_path / "suite")
+    src = tmp_path / "speech.flac"
+    Audio.from_array(noise(2, 12_345), 44100).save(src)
+    assert main(["encode", str(src), "-o", str(tmp_path / "tok"), "--suite", str(tmp_path / "suite")]) == 0
+    assert main(["decode", str(tmp_path / "tok"), "-o", str(tmp_path / "rec"), "--suite", str(tmp_path / "suite")]) == 0
+    rec = Audio.open(tmp_path / "rec" / "speech.wav")
+    assert rec.sample_rate == 8000 and rec.num_samples == math.ceil(12_345 * 8000 / 44100)
+
+
+def test_bundled_default_if_present():
+    from unitok.audio import DEFAULT_DIR, load_default
+
+    if not (DEFAULT_DIR / "config.json").exists():
+        pytest.skip("no bundled audio tokenizer yet")
+    assert (DEFAULT_DIR / "model.safetensors").stat().st_size < 8e6
+    model = load_default()
+    assert model.sample_rate == 24000 and model.bitrates[2] == 1.5 and model.bitrates[8] == 6.0
+    tok = unitok.load()
+    assert "audio" in tok.media
+    out = tok.decode(tok.encode(Audio.from_array(noise(1, 4410), 44100)))[0]
+    assert out.sample_rate == 24000 and out.num_samples == 2400
+
+
+# -- losses and metrics -----------------------------------------------------------------------------
+
+
+def test_losses_and_metrics():
+    x = noise(2, 4000, seed=7)
+    mels = MelSpectrograms(8000, windows=(64, 256), mels=(10, 40))
+    assert torch.allclose(mel_distance(mels, x, x), torch.zeros(2))
+    assert (mel_distance(mels, x * 0.5, x) > 0.1).all()
+    assert float(stft_loss(x, x)) == pytest.approx(0.0, abs=1e-5)
+    assert (si_sdr(x, x) > 60).all()
+    assert (si_sdr(0.3 * x, x) > 60).all()                      # scale-invariant
+    assert (si_sdr(x + noise(2, 4000, seed=8), x).abs() < 3).all()
+
+
+# -- recipe -----------------------------------------------------------------------------------------
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("train_audio", ROOT / "recipes" / "train_audio.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("name", ["audio_tiny", "audio_default", "audio_large"])
+def test_configs_parse_and_build(name):
+    recipe = _recipe()
+    cfg = recipe.load_config(ROOT / "recipes" / "configs" / f"{name}.yaml")
+    model, disc = recipe.build(cfg, torch.device("cpu"))
+    assert disc is not None                                       # every config trains with the GAN
+    if name != "audio_tiny":
+        assert model.sample_rate == 24000 and model.frame_rate == 75
+        assert {k: model.bitrates[k] for k in (2, 4, 8)} == {2: 1.5, 4: 3.0, 8: 6.0}
+    if name == "audio_default":
+        n = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
+        assert n * 2 < 8e6                                        # fp16 checkpoint under 8 MB
+
+
+def test_recipe_rejects_unknown_options(tmp_path):
+    recipe = _recipe()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("loss:\n  mell: 4\n")
+    with pytest.raises(ConfigError, match="mell"):
+        recipe.load_config(bad)
+
+
+def test_recipe_main_reports_missing_data(tmp_path, capsys):
+    recipe = _recipe()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data:\n  train: {tmp_path / 'nope.npy'}\nlog:\n  out_dir: {tmp_path / 'o'}\n")
+    assert recipe.main(["--config", str(cfg)]) == 2
+    assert "fetch_audio.py" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(180)
+def test_tiny_recipe_loss_falls_and_resumes(tmp_path):
+    recipe = _recipe()
+    out = tmp_path / "run"
+    cfg = recipe.load_config(ROOT / "recipes" / "configs" / "audio_tiny.yaml", {"log": {"out_dir": str(out)}})
+    summary = recipe.train(cfg)
+    assert summary["steps"] == cfg["train"]["steps"]
+    assert summary["last_loss"] < 0.9 * summary["first_loss"], summary
+    log = (out / "log.txt").read_text()
+    assert log.count("val step") >= 2 and "sisdr" in log
+    assert (out / "checkpoint" / "optimizer.safetensors").exists()
+    assert (out / "checkpoint" / "discriminator.safetensors").exists()
+    assert AudioTokenizer.from_pretrained(out / "final").levels == 4
+    cfg2 = recipe.load_config(ROOT / "recipes" / "configs" / "audio_tiny.yaml",
+                              {"log": {"out_dir": str(out)}, "train": {"steps": cfg["train"]["steps"] + 5}})
+    assert recipe.train(cfg2, resume=True)["steps"] == cfg["train"]["steps"] + 5
+    assert "resumed from" in (out / "log.txt").read_text()
+    assert recipe.main(["--config", str(ROOT / "recipes" / "configs" / "audio_tiny.yaml"), "--out-dir", str(out),
+                        "--export", str(tmp_path / "exported")]) == 0
+    assert AudioTokenizer.from_pretrained(tmp_path / "exported").fingerprint() != ""
