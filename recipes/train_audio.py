@@ -39,14 +39,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 # recipe plumbing shared with the image recipe (optimizer state in safetensors, logging, schedule, DDP)
-from train_image import Logger, _ddp, load_optimizer, lr_at, optimizer_tensors
+from train_image import Logger, _ddp, load_optimizer, lr_at, optimizer_tensors, read_config
 
 from unitok.audio import AudioTokenizer, AudioTokenizerConfig
-from unitok.checkpoint import config_from_dict, config_to_dict
+from unitok.checkpoint import config_to_dict
 from unitok.errors import ConfigError
 from unitok.nn import hinge_d_loss, hinge_g_loss
 from unitok.nn.audio import (
@@ -81,32 +80,8 @@ DEFAULTS = {
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
-    """YAML -> nested dict with the recipe's defaults filled in; unknown sections or keys raise."""
-    path = Path(path)
-    try:
-        user = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if not isinstance(user, dict):
-        raise ConfigError(f"{path}: expected a mapping with sections {sorted(DEFAULTS)}")
-    cfg = json.loads(json.dumps(DEFAULTS))
-    for section, values in [*user.items(), *(overrides or {}).items()]:
-        if section not in DEFAULTS:
-            raise ConfigError(f"{path}: unknown section {section!r}; valid: {sorted(DEFAULTS)}")
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: section {section!r} must be a mapping")
-        if section != "model":
-            unknown = set(values) - set(DEFAULTS[section])
-            if unknown:
-                raise ConfigError(f"{path}: unknown option(s) {sorted(unknown)} in {section!r}; valid: "
-                                  f"{sorted(DEFAULTS[section])}")
-        if section == "model" and isinstance(values.get("quantizer"), dict):
-            values = {**values, "quantizer": {**cfg["model"].get("quantizer", {}), **values["quantizer"]}}
-        cfg[section].update(values)
-    cfg["model_config"] = config_from_dict(AudioTokenizerConfig, cfg["model"], source=f"{path}: model")
-    return cfg
+    """YAML -> nested dict with this recipe's defaults filled in; unknown sections or keys raise."""
+    return read_config(path, DEFAULTS, AudioTokenizerConfig, overrides)
 
 
 # -- data ---------------------------------------------------------------------------------------

@@ -63,7 +63,13 @@ DEFAULTS = {
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
-    """YAML -> nested dict with the recipe's defaults filled in; unknown sections or keys raise."""
+    """YAML -> nested dict with this recipe's defaults filled in; unknown sections or keys raise."""
+    return read_config(path, DEFAULTS, ImageTokenizerConfig, overrides)
+
+
+def read_config(path: str | Path, defaults: dict, model_class: type, overrides: dict | None = None) -> dict:
+    """YAML -> nested dict with a recipe's ``defaults`` filled in and ``cfg["model_config"]`` built as
+    ``model_class``; unknown sections or keys raise. Shared by the recipes."""
     path = Path(path)
     try:
         user = yaml.safe_load(path.read_text()) or {}
@@ -72,22 +78,22 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(user, dict):
-        raise ConfigError(f"{path}: expected a mapping with sections {sorted(DEFAULTS)}")
-    cfg = json.loads(json.dumps(DEFAULTS))
+        raise ConfigError(f"{path}: expected a mapping with sections {sorted(defaults)}")
+    cfg = json.loads(json.dumps(defaults))
     for section, values in [*user.items(), *(overrides or {}).items()]:
-        if section not in DEFAULTS:
-            raise ConfigError(f"{path}: unknown section {section!r}; valid: {sorted(DEFAULTS)}")
+        if section not in defaults:
+            raise ConfigError(f"{path}: unknown section {section!r}; valid: {sorted(defaults)}")
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: section {section!r} must be a mapping")
         if section != "model":
-            unknown = set(values) - set(DEFAULTS[section])
+            unknown = set(values) - set(defaults[section])
             if unknown:
                 raise ConfigError(f"{path}: unknown option(s) {sorted(unknown)} in {section!r}; valid: "
-                                  f"{sorted(DEFAULTS[section])}")
+                                  f"{sorted(defaults[section])}")
         if section == "model" and isinstance(values.get("quantizer"), dict):
             values = {**values, "quantizer": {**cfg["model"].get("quantizer", {}), **values["quantizer"]}}
         cfg[section].update(values)
-    cfg["model_config"] = config_from_dict(ImageTokenizerConfig, cfg["model"], source=f"{path}: model")
+    cfg["model_config"] = config_from_dict(model_class, cfg["model"], source=f"{path}: model")
     return cfg
 
 
