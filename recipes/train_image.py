@@ -365,6 +365,17 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     amp = tc["amp"]
     amp_dtype = torch.bfloat16
 
+    def validate(step: int, best: float) -> tuple[float, dict]:
+        """Held-out metrics to the log; keep the best model in <out>/best. Returns (best PSNR,
+        these metrics)."""
+        metrics = evaluate(raw_model, val, tc["batch_size"], device)
+        log(f"val step {step} | held-out psnr {metrics['psnr']:.3f} ssim {metrics['ssim']:.4f} "
+            f"usage {metrics['usage']:.3f} perplexity {metrics['perplexity']:.1f}")
+        if metrics["psnr"] > best:
+            best = metrics["psnr"]
+            raw_model.save_pretrained(out / "best")
+        return best, metrics
+
     def save_checkpoint():
         if rank != 0:
             return
@@ -469,12 +480,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
             hist.zero_()
             t_window = time.time()
         if rank == 0 and (step % cfg["log"]["val_every"] == 0):
-            metrics = evaluate(raw_model, val, tc["batch_size"], device)
-            log(f"val step {step} | held-out psnr {metrics['psnr']:.3f} ssim {metrics['ssim']:.4f} "
-                f"usage {metrics['usage']:.3f} perplexity {metrics['perplexity']:.1f}")
-            if metrics["psnr"] > best:
-                best = metrics["psnr"]
-                raw_model.save_pretrained(out / "best")
+            best, _ = validate(step, best)
         if time.time() - last_ckpt > 60 * cfg["log"]["checkpoint_every_min"]:
             save_checkpoint()
             last_ckpt = time.time()
@@ -482,12 +488,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     elapsed = elapsed_before + (time.time() - t0)
     summary = {"steps": step, "minutes": elapsed / 60, "first_loss": first_loss}
     if rank == 0:
-        metrics = evaluate(raw_model, val, tc["batch_size"], device)
-        log(f"val step {step} | held-out psnr {metrics['psnr']:.3f} ssim {metrics['ssim']:.4f} "
-            f"usage {metrics['usage']:.3f} perplexity {metrics['perplexity']:.1f}")
-        if metrics["psnr"] > best:
-            best = metrics["psnr"]
-            raw_model.save_pretrained(out / "best")
+        best, metrics = validate(step, best)
         save_checkpoint()
         dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[cfg["export"]["dtype"]]
         raw_model.save_pretrained(out / "final", dtype=dtype)

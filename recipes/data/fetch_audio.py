@@ -46,6 +46,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fetch_images import fetch_deb   # same folder: apt-get download + dpkg -x once
+
 RATE = 24_000
 PACKAGES = {
     "ktuberling-data": "speech",
@@ -83,20 +85,6 @@ def _run(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.Compl
     if proc.returncode != 0:
         sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.decode(errors='replace').strip()}")
     return proc
-
-
-def fetch_deb(name: str, raw: Path) -> Path:
-    """``apt-get download`` + ``dpkg -x`` once; returns the unpacked root."""
-    root = raw / name
-    if root.exists():
-        return root
-    debs = sorted(raw.glob(f"{name}_*.deb"))
-    if not debs:
-        print(f"apt-get download {name}", flush=True)
-        _run(["apt-get", "download", name], raw)
-        debs = sorted(raw.glob(f"{name}_*.deb"))
-    _run(["dpkg", "-x", str(debs[-1].resolve()), str(root.resolve())], raw)
-    return root
 
 
 def _hash_frac(name: str) -> float:

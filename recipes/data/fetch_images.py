@@ -60,20 +60,26 @@ def _run(cmd: list[str], cwd: Path) -> None:
 # -- download -----------------------------------------------------------------------------------
 
 
+def fetch_deb(name: str, raw: Path) -> Path:
+    """``apt-get download`` + ``dpkg -x`` once; returns the unpacked root. (fetch_audio.py uses it too.)"""
+    root = raw / name
+    if root.exists():
+        return root
+    debs = sorted(raw.glob(f"{name}_*.deb"))
+    if not debs:
+        print(f"apt-get download {name}", flush=True)
+        _run(["apt-get", "download", name], raw)
+        debs = sorted(raw.glob(f"{name}_*.deb"))
+    _run(["dpkg", "-x", str(debs[-1].resolve()), str(root.resolve())], raw)
+    return root
+
+
 def download(raw: Path) -> dict[str, Path]:
     """Fetch and unpack every source once; returns the unpacked root of each."""
     raw.mkdir(parents=True, exist_ok=True)
     roots = {}
     for name in DEBIAN_PACKAGES:
-        root = raw / name
-        if not root.exists():
-            debs = sorted(raw.glob(f"{name}_*.deb"))
-            if not debs:
-                print(f"apt-get download {name}", flush=True)
-                _run(["apt-get", "download", name], raw)
-                debs = sorted(raw.glob(f"{name}_*.deb"))
-            _run(["dpkg", "-x", str(debs[-1].resolve()), str(root.resolve())], raw)
-        roots[name] = root
+        roots[name] = fetch_deb(name, raw)
     root = raw / PYPI_PACKAGE
     if not root.exists():
         wheels = sorted(raw.glob("scikit_image-*.whl"))
