@@ -483,6 +483,7 @@ def good_files(tmp_path_factory) -> dict[str, bytes]:
     Image.from_array(gradient(64, 64)).save(d / "a.jpg")
     Video.from_array(moving(8, 32, 32), fps=8).save(d / "a.mp4")
     Audio.from_array(tones(2, 16000, 16000), 16000).save(d / "a.flac")
+    Audio.from_array(tones(2, 16000, 16000), 16000).save(d / "a.wav")
     return {p.suffix: p.read_bytes() for p in d.iterdir()}
 
 
@@ -496,7 +497,8 @@ def test_missing_directory_and_empty_files(tmp_path, opener):
 
 
 @pytest.mark.parametrize("ext,opener", [(".png", Image.open), (".jpg", Image.open),
-                                        (".mp4", Video.open), (".flac", Audio.open)])
+                                        (".mp4", Video.open), (".flac", Audio.open),
+                                        (".wav", Audio.open)])
 @pytest.mark.parametrize("keep", [0.5, 0.9])
 def test_truncated_files(tmp_path, good_files, ext, opener, keep):
     data = good_files[ext]
@@ -504,6 +506,17 @@ def test_truncated_files(tmp_path, good_files, ext, opener, keep):
     path.write_bytes(data[: int(len(data) * keep)])
     expect_error(lambda: opener(path), path)
     expect_error(lambda: open_media(path), path)
+
+
+def test_streamed_wav_without_length_loads(tmp_path, good_files):
+    """A WAV written to a pipe declares no length (0 or 0xFFFFFFFF): not a truncation."""
+    data = bytearray(good_files[".wav"])
+    at = data.find(b"data")
+    for unknown in (b"\xff\xff\xff\xff", b"\x00\x00\x00\x00"):
+        data[at + 4:at + 8] = unknown
+        path = tmp_path / "streamed.wav"
+        path.write_bytes(bytes(data))
+        assert Audio.open(path).num_samples > 0
 
 
 def test_truncated_faststart_mp4(tmp_path):
@@ -694,3 +707,26 @@ def test_save_errors_name_the_file(tmp_path):
     expect_error(lambda: video.save(tmp_path / "v.flv"), "v.flv", ".mp4")
     expect_error(lambda: video.save(tmp_path / "v.mp4", codec="no_such_codec"), "v.mp4")
     assert not list(tmp_path.iterdir())
+
+
+def test_video_display_rotation_is_applied(tmp_path):
+    """Phones store portrait video as landscape frames plus a display matrix; frames come back
+    upright, as players show them."""
+    frames = torch.zeros(4, 3, 16, 32, dtype=torch.uint8)
+    frames[:, 0, :4, :8] = 255                      # a red block at the top left
+    plain = tmp_path / "plain.mp4"
+    Video.from_array(frames, fps=8).save(plain)
+    data = bytearray(plain.read_bytes())
+    at = data.find(b"tkhd")
+    assert data[at + 4] == 0                        # version 0 track header
+    matrix = at + 4 + 4 + 20 + 8 + 8                # after the times, ids, layer, volume fields
+    assert struct.unpack(">9i", data[matrix:matrix + 36])[:5] == (1 << 16, 0, 0, 0, 1 << 16)
+    # the matrix of a clip recorded holding the phone upright: turn 90 degrees clockwise
+    data[matrix:matrix + 36] = struct.pack(">9i", 0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30)
+    rotated = tmp_path / "portrait.mp4"
+    rotated.write_bytes(bytes(data))
+    video = Video.open(rotated)
+    assert video.frames.shape == (4, 3, 32, 16)
+    red = (video.frames[0, 0] > 128).nonzero()
+    assert red[:, 0].max() < 8 and red[:, 1].min() >= 12   # now at the top right
+    assert Video.open(plain).frames.shape == (4, 3, 16, 32)

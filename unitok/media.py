@@ -411,6 +411,17 @@ def _video_frame_to_rgb(frame: av.VideoFrame, width: int, height: int) -> np.nda
     return np.ascontiguousarray(frame.to_ndarray(format="rgb24").transpose(2, 0, 1))
 
 
+def _display_rotation(frame: av.VideoFrame) -> int:
+    """Quarter turns counterclockwise that the stream's display matrix asks for (phones store
+    portrait video as landscape frames plus this matrix); 0 when absent or not a right angle."""
+    try:
+        degrees = frame.rotation
+    except (AttributeError, ValueError):
+        return 0
+    quarter = round(degrees / 90)
+    return quarter % 4 if abs(degrees - 90 * quarter) < 1 else 0
+
+
 def _to_uint8(x: torch.Tensor, what: str) -> torch.Tensor:
     """Integer arrays with values 0..255, or float arrays in [0, 1] -> uint8."""
     if x.dtype == torch.uint8:
@@ -879,7 +890,38 @@ def _read_audio(container, inp: _Input, limits: MediaLimits) -> "Audio":
         raise MediaError(f"corrupt or truncated audio ({_why(e)})", inp.name) from e
     audio = collector.build()
     _check_not_truncated(stream, audio.num_samples, audio.sample_rate, inp.name)
+    _check_wav_not_truncated(inp)
     return audio
+
+
+def _wav_data_chunk(head: bytes) -> tuple[int, int] | None:
+    """(offset, declared size) of a RIFF/WAVE file's ``data`` chunk found in ``head``, else None."""
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    order = "little" if head[:4] == b"RIFF" else "big"
+    at = 12
+    while at + 8 <= len(head):
+        size = int.from_bytes(head[at + 4:at + 8], order)
+        if head[at:at + 4] == b"data":
+            return at + 8, size
+        at += 8 + size + (size & 1)          # chunks are padded to an even length
+    return None
+
+
+def _check_wav_not_truncated(inp: _Input) -> None:
+    """A WAV cut short decodes without any error (PCM has no framing), so compare the data
+    chunk's declared size with the bytes the file holds. Streamed WAVs declare 0 or 0xFFFFFFFF
+    (unknown) and cannot be checked."""
+    found = _wav_data_chunk(inp.head(1 << 16))
+    if found is None:
+        return
+    offset, declared = found
+    if declared in (0, 0xFFFFFFFF):
+        return
+    held = inp.size - offset
+    if held < declared:
+        raise MediaError(f"truncated WAV: the header declares {declared} bytes of samples but the file "
+                         f"holds {max(held, 0)}", inp.name)
 
 
 def _check_not_truncated(stream, decoded_samples: int, rate: int, name: str) -> None:
@@ -1158,6 +1200,7 @@ def _read_video(container, inp: _Input, limits: MediaLimits, with_audio: bool) -
     vstream.thread_type = "AUTO"
 
     frames: list[np.ndarray] = []
+    turns = 0
     streams = [vstream] + ([astream] if astream is not None else [])
     demuxer = _Demuxer(container, streams, name)
     try:
@@ -1168,6 +1211,7 @@ def _read_video(container, inp: _Input, limits: MediaLimits, with_audio: bool) -
             if not frames:
                 width, height = frame.width, frame.height
                 _check_picture_size(width, height, limits, name)
+                turns = _display_rotation(frame)
             if len(frames) >= limits.max_frames:
                 raise MediaError(f"video has more than {limits.max_frames} frames "
                                  f"(MediaLimits.max_frames)", name)
@@ -1186,6 +1230,9 @@ def _read_video(container, inp: _Input, limits: MediaLimits, with_audio: bool) -
                          f"decoded before the file ended", name)
     video_frames = torch.from_numpy(np.stack(frames))
     del frames
+    if turns:
+        # show the frames the way players do, so that tokens see the picture upright
+        video_frames = torch.rot90(video_frames, turns, dims=(2, 3)).contiguous()
     audio = None
     if collector is not None and collector.count:
         audio = collector.build()
@@ -1313,8 +1360,9 @@ class Video:
         """Read a video: mp4, mkv, webm, mov, avi, gif, or anything else FFmpeg demuxes.
 
         Every frame is decoded, in order, to RGB at the first frame's size (variable frame rates
-        are not resampled; ``fps`` is the stream's average rate). Transparent pixels (GIF) are
-        composited on white. The first audio stream, if any and ``with_audio``, becomes
+        are not resampled; ``fps`` is the stream's average rate). A display matrix that turns
+        the picture by a right angle (portrait phone video) is applied, so frames come back
+        upright, as players show them. Transparent pixels (GIF) are composited on white. The first audio stream, if any and ``with_audio``, becomes
         ``video.audio`` at its native rate. Declared size, frame count and duration are checked
         against ``limits`` before decoding, and decoding stops as soon as a limit is crossed.
         """
