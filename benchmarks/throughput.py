@@ -1,6 +1,7 @@
 """Tokenizer throughput.
 
     python benchmarks/throughput.py --modality text [--corpus data/text/heldout]
+    python benchmarks/throughput.py --pipeline [--limit 48] [--repeat 2]
 
 Each modality registers a function in ``BENCHMARKS``; it returns the markdown body of its section
 in ``benchmarks/RESULTS.md`` ("## Text throughput" for text), which this script replaces in place,
@@ -304,6 +305,176 @@ def _rel(path: str) -> str:
         return path
 
 
+# ------------------------------------------------------------------------------------------------
+# pipeline (`unitok tokenize`)
+
+
+def _pipeline_manifests(folder: Path, limit: int) -> dict[str, Path]:
+    """Text-only, image and audio JSONL manifests built from the held-out data."""
+    import json
+
+    import numpy as np
+
+    from unitok import Audio, Image
+
+    data = ROOT / "data"
+    manifests = {}
+
+    def write(name: str, docs: list[dict]) -> None:
+        manifests[name] = folder / f"{name}.jsonl"
+        manifests[name].write_text("".join(json.dumps(d) + "\n" for d in docs))
+
+    texts = load_text_corpus(data / "text" / "heldout")
+    texts = (texts * (1 + limit * 30 // len(texts)))[:limit * 30]     # enough work to time past start-up
+    write("text", [{"content": [{"text": t}]} for t in texts])
+    crops = np.load(data / "images" / "heldout_256.npy", mmap_mode="r")
+    (folder / "img").mkdir()
+    picks = np.linspace(0, len(crops) - 1, min(limit, len(crops))).round().astype(int)
+    for i in picks:
+        Image.from_array(np.ascontiguousarray(crops[i]), channels_last=True).save(folder / "img" / f"{i:04d}.png")
+    write("image", [{"content": [{"image": f"img/{i:04d}.png"}]} for i in picks])
+    wave = np.load(data / "audio" / "heldout_24k.npy", mmap_mode="r")
+    clips = json.loads((data / "audio" / "heldout_index.json").read_text())
+    (folder / "wav").mkdir()
+    for j, c in enumerate(clips[:limit]):
+        x = np.asarray(wave[c["start"]:c["start"] + min(c["length"], 5 * 24000)], dtype=np.float32) / 32768
+        Audio.from_array(x[None], 24000).save(folder / "wav" / f"{j:04d}.wav")
+    write("audio", [{"content": [{"audio": f"wav/{j:04d}.wav"}]} for j in range(min(limit, len(clips)))])
+    return manifests
+
+
+def _direct_loop(tok, manifest: Path) -> tuple[float, int, int]:
+    """(seconds, documents, tokens) of reading and encoding every line in a plain loop."""
+    import json
+
+    start = time.perf_counter()
+    docs = tokens = 0
+    for line in manifest.read_text().splitlines():
+        parts = [p["text"] if "text" in p else manifest.parent / next(iter(p.values()))
+                 for p in json.loads(line)["content"]]
+        tokens += len(tok.encode(parts))
+        docs += 1
+    return time.perf_counter() - start, docs, tokens
+
+
+def _loop_process(manifest: str, ready, go, results) -> None:
+    import torch
+
+    from unitok import load
+
+    torch.set_num_threads(1)
+    tok = load()
+    ready.put(True)
+    go.wait()
+    results.put(_direct_loop(tok, Path(manifest)))
+
+
+def _parallel_loops(manifest: Path, n: int) -> float:
+    """Aggregate rec/s of ``n`` plain loops run at once in ``n`` processes (no pipeline): what
+    this machine gives ``n`` workers at best, the ceiling for the pipeline's speed-up."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_loop_process, args=(str(manifest), ready, go, results)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get()
+    go.set()
+    runs = [results.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(docs for _, docs, _ in runs) / max(seconds for seconds, _, _ in runs)
+
+
+def _pipeline_run(tok, manifest: Path, out: Path, workers: int, batch: int) -> dict:
+    """One `tokenize` run; rates are measured from the first result on (worker start-up and model
+    loading excluded; the end-to-end wall time is kept beside)."""
+    from unitok.pipeline import TokenizeConfig, tokenize
+
+    stamps: list[tuple[float, int]] = []
+    start = time.perf_counter()
+    summary = tokenize(TokenizeConfig([str(manifest)], out, workers=workers, batch=batch, overwrite=True,
+                                      shard_size=256, progress=False),
+                       tok=tok, on_result=lambda r: stamps.append((time.perf_counter(), len(getattr(r, "ids", ())))))
+    wall = time.perf_counter() - start
+    skip = min(len(stamps) - 1, workers * batch)       # the first batches carry the start-up
+    seconds = stamps[-1][0] - stamps[skip - 1][0] if skip else stamps[-1][0] - start
+    steady = stamps[skip:]
+    return {"wall": wall, "records": len(steady) / seconds, "tokens": sum(n for _, n in steady) / seconds,
+            "documents": summary.documents, "all_tokens": summary.tokens}
+
+
+def bench_pipeline(args: argparse.Namespace) -> Section:
+    import tempfile
+
+    import torch
+
+    from unitok import load
+
+    torch.set_num_threads(1)          # the workers use one thread each; so does the direct loop
+    folder = Path(tempfile.mkdtemp(prefix="unitok-pipeline-bench-"))
+    manifests = _pipeline_manifests(folder, args.limit)
+    tok = load()
+    rows = []
+    for name, manifest in manifests.items():
+        best_direct = None
+        best: dict[int, dict] = {}
+        for _ in range(args.repeat):
+            seconds, docs, tokens = _direct_loop(tok, manifest)
+            if best_direct is None or seconds < best_direct[0]:
+                best_direct = (seconds, docs, tokens)
+            for workers in (1, 2):
+                r = _pipeline_run(tok, manifest, folder / f"out-{name}-{workers}", workers, args.batch)
+                if workers not in best or r["records"] > best[workers]["records"]:
+                    best[workers] = r
+        ceiling = max(_parallel_loops(manifest, 2) for _ in range(args.repeat))
+        seconds, docs, tokens = best_direct
+        direct = docs / seconds
+        one, two = best[1], best[2]
+        assert one["all_tokens"] == two["all_tokens"] == tokens, "the pipeline must give the loop's tokens"
+        row = {"name": name, "docs": docs, "tokens": tokens, "direct": direct, "direct_tok": tokens / seconds,
+               "one": one, "two": two, "overhead": direct / one["records"] - 1, "speedup": two["records"] / one["records"],
+               "ceiling": ceiling / direct}
+        rows.append(row)
+        print(f"  {name:<6} {docs} docs: direct {direct:8.1f} rec/s | 1 worker {one['records']:8.1f} rec/s "
+              f"({100 * row['overhead']:+.1f}%) | 2 workers {two['records']:8.1f} rec/s ({row['speedup']:.2f}x; two plain "
+              f"loops at once {row['ceiling']:.2f}x)",
+              flush=True)
+    lines = [
+        "| manifest | documents | tokens | direct loop rec/s | 1 worker rec/s | 1 worker tok/s | 2 workers rec/s "
+        "| 2 workers tok/s | overhead vs loop | 2 vs 1 worker | 2 loops vs 1 (ceiling) | wall 1 / 2 workers (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['docs']} | {r['tokens']} | {r['direct']:.1f} | {r['one']['records']:.1f} "
+                     f"| {r['one']['tokens']:,.0f} | {r['two']['records']:.1f} | {r['two']['tokens']:,.0f} "
+                     f"| {100 * r['overhead']:+.1f}% | {r['speedup']:.2f}x | {r['ceiling']:.2f}x "
+                     f"| {r['one']['wall']:.1f} / {r['two']['wall']:.1f} |")
+    command = "python " + " ".join(shlex.quote(a) for a in [_rel(sys.argv[0]), *sys.argv[1:]])
+    body = [
+        f"- Machine: {machine_description()}",
+        f"- Date: {_dt.date.today().isoformat()}",
+        f"- Command: `{command}`",
+        f"- Load average when it ended: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min)",
+        "- Manifests from the held-out data: text = ~8 KB documents of the held-out man pages and Python docs "
+        "(inline text, the corpus repeated to have enough work to time); image = 256x256 PNG crops of the held-out pictures; audio = the first 5 s of held-out "
+        "clips as 24 kHz WAV. Bundled suite, one torch thread per worker.",
+        "- Direct loop: `tok.encode(parts)` per manifest line in one process (files decoded in the loop). "
+        "Pipeline rates are from the first result to the last (worker start-up and model loading excluded; the "
+        "last column is the end-to-end wall time including them, and shard writing). "
+        f"Best of {args.repeat} runs, --batch {args.batch}.",
+        "- Overhead vs loop = direct rec/s / 1-worker rec/s - 1. Ceiling = two plain loops started together in "
+        "two processes (no pipeline at all), aggregate rec/s over one loop's: the most any 2-worker run can get on "
+        "this machine at that moment.",
+        *([f"- Note: {args.note}"] if args.note else []),
+        "",
+        *lines,
+    ]
+    return Section("Pipeline throughput (unitok tokenize)", "\n".join(body))
+
+
 # Other modalities add their functions here: name -> (args -> Section).
 BENCHMARKS: dict[str, Callable[[argparse.Namespace], Section]] = {
     "text": bench_text,
@@ -312,7 +483,14 @@ BENCHMARKS: dict[str, Callable[[argparse.Namespace], Section]] = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--modality", choices=sorted(BENCHMARKS), required=True)
+    parser.add_argument("--modality", choices=sorted(BENCHMARKS))
+    parser.add_argument("--pipeline", action="store_true",
+                        help="benchmark `unitok tokenize` (text, image, audio manifests; 1 and 2 workers; overhead "
+                             "against a direct loop) instead of one modality's tokenizer")
+    parser.add_argument("--limit", type=int, default=96, help="--pipeline: images and audio clips per manifest "
+                                                              "(text: 30x as many documents)")
+    parser.add_argument("--batch", type=int, default=8, help="--pipeline: records per worker task")
+    parser.add_argument("--note", default="", help="--pipeline: a remark for RESULTS.md (e.g. machine load)")
     parser.add_argument("--corpus", type=Path, help="folder of inputs (text: *.txt files)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--threads", type=int, default=2, help="threads for batch runs")
@@ -320,7 +498,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args(argv)
 
-    section = BENCHMARKS[args.modality](args)
+    if args.pipeline == bool(args.modality):
+        parser.error("pass one of --modality NAME or --pipeline")
+    section = bench_pipeline(args) if args.pipeline else BENCHMARKS[args.modality](args)
     print()
     print(f"## {section.title}\n\n{section.body}")
     if not args.no_write:

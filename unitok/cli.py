@@ -3,6 +3,8 @@
     unitok info                         the suite's components and its token-space ranges
     unitok encode FILE|DIR... -o OUT    one token file per input (text, image, video or audio)
     unitok decode TOKENS|DIR... -o OUT  token files (or generated id lists) back to files
+    unitok tokenize INPUT... -o OUT     a dataset to resumable, memory-mappable token shards
+    unitok verify OUT                   check a tokenized dataset and round-trip a sample of it
     unitok train MODALITY [ARGS...]     run recipes/train_<modality>.py (a source checkout)
     unitok bench NAME [ARGS...]         run benchmarks/<name>.py (a source checkout)
 
@@ -73,6 +75,65 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--space", metavar="MANIFEST", default=None,
                    help="token-space manifest (space.json) the ids were made with; decoding refuses ids "
                         "of another space. Token files written by 'unitok encode' carry their own.")
+    p = sub.add_parser("tokenize", help="tokenize a dataset into token shards",
+                       description="Tokenize a dataset into shards that unitok.data.TokenDataset memory-maps "
+                                   "(token ids in Megatron .bin/.idx files, group ids, a document index) and "
+                                   "OUT/errors.jsonl listing every skipped record. Each record is one document: a "
+                                   "file of a folder or glob, a line of a JSONL manifest ({\"id\": ..., "
+                                   "\"content\": [{\"text\": ...}, {\"image\": PATH}, ...]}, paths relative to "
+                                   "the manifest), or a sample of a WebDataset tar shard. Output does not depend "
+                                   "on the worker count or engine; a killed run continues with --resume.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="folders, files, globs, JSONL manifests (.jsonl) or tar shards (.tar, brace patterns)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the shards (created)")
+    _suite_args(p)
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes (Ray actors with --engine ray), each loading the models once; 0 "
+                        "tokenizes in this process (default: 1)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local processes, or Ray Data (pip install 'unitok[ray]'; joins RAY_ADDRESS or "
+                        "--ray-address, else starts a local Ray) (default: local)")
+    p.add_argument("--ray-address", metavar="ADDR", default=None, help="Ray cluster to run on with --engine ray")
+    p.add_argument("--shard-size", type=int, default=1000, metavar="N",
+                   help="records per shard: shard k holds records [k*N, (k+1)*N) (default: 1000)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue a run in OUT, keeping its complete shards (the inputs, shard size, options "
+                           "and suite must be the same)")
+    mode.add_argument("--overwrite", action="store_true", help="delete a previous run's files in OUT and start over")
+    p.add_argument("--on-error", choices=("skip", "fail"), default="skip",
+                   help="a bad record (corrupt or missing file, bad JSON line, empty document, absurd size): "
+                        "record it in errors.jsonl and go on, or stop the run (default: skip)")
+    p.add_argument("--bos", action="store_true", help="start each document with <|bos|>")
+    p.add_argument("--eos", action="store_true", help="end each document with <|eos|> (usual for LM training)")
+    p.add_argument("--allowed-special", metavar="TOKEN", action="append", default=[],
+                   help="a special token of the text vocabulary to recognise inside text (repeatable; 'all')")
+    p.add_argument("--bitrate", metavar="KBPS", type=float, default=None,
+                   help="audio: the highest bitrate to use, in kbit/s (default: all levels)")
+    p.add_argument("--max-tokens", type=int, default=1 << 24, metavar="N",
+                   help="skip documents of more tokens than this (default: 16777216)")
+    p.add_argument("--batch", type=int, default=8, metavar="N", help="records per task sent to a worker (default: 8)")
+    p.add_argument("--plugin", metavar="MODULE", action="append", default=[],
+                   help="import MODULE first, in every worker too (e.g. a package registering its own tokenizer "
+                        "types; repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("verify", help="check a tokenized dataset",
+                       description="Check the shards of a 'unitok tokenize' run: files against their manifests "
+                                   "(sizes, sha256), the Megatron index, groups, spans and errors.jsonl; then "
+                                   "re-read a sample of documents from their sources and check that they encode to "
+                                   "the stored ids and decode back to parts of the same kinds, text byte for byte "
+                                   "and media of the same size. Exit status 1 when a check fails.")
+    p.add_argument("shards", metavar="OUT", help="the output folder of 'unitok tokenize'")
+    _suite_args(p)
+    p.add_argument("--sample", type=int, default=16, metavar="N",
+                   help="documents to round-trip, chosen at random (default: 16; -1: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
+    p.add_argument("--decode-to", metavar="DIR", default=None,
+                   help="also write the sampled documents' decoded parts to DIR")
+    p.add_argument("--plugin", metavar="MODULE", action="append", default=[],
+                   help="import MODULE first (e.g. a package registering its own tokenizer types)")
+
     for name, folder, what in (("train", "recipes", "train_{}.py"), ("bench", "benchmarks", "{}.py")):
         p = sub.add_parser(name, help=f"run a {folder[:-1]} script of a source checkout",
                            description=f"Run {folder}/{what.format('NAME')} from the unitok source checkout "
@@ -240,6 +301,37 @@ def cmd_decode(args) -> int:
     return _report(failures, done, "decoded", f" into {parts} part(s) in {out_dir}", started)
 
 
+def cmd_tokenize(args) -> int:
+    from .pipeline import Options, TokenizeConfig, tokenize
+
+    allowed = "all" if "all" in args.allowed_special else tuple(args.allowed_special)
+    cfg = TokenizeConfig(
+        inputs=args.inputs, output=args.output, suite=args.suite, shard_size=args.shard_size,
+        options=Options(bos=args.bos, eos=args.eos, allowed_special=allowed, bitrate=args.bitrate,
+                        max_tokens=args.max_tokens),
+        workers=args.workers, engine=args.engine, device=args.device, resume=args.resume, overwrite=args.overwrite,
+        on_error=args.on_error, plugins=tuple(args.plugin), batch=args.batch,
+        progress=False if args.no_progress else None, ray_address=args.ray_address)
+    summary = tokenize(cfg)
+    print(summary.line(), file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .pipeline import verify
+    from .pipeline.worker import import_plugins
+
+    started = time.perf_counter()
+    import_plugins(args.plugin)
+    report = verify(args.shards, _load(args), sample=args.sample, seed=args.seed, decode_to=args.decode_to)
+    for problem in report.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    print(f"verified {report.shards} shard(s), {report.documents} document(s); round-tripped {report.sampled} "
+          f"in {time.perf_counter() - started:.2f} s: " + ("ok" if report.ok else f"{len(report.problems)} problem(s)"),
+          file=sys.stderr)
+    return 0 if report.ok else 1
+
+
 def cmd_script(args) -> int:
     """``unitok train`` / ``unitok bench``: recipes and benchmarks are scripts kept in the source
     tree (hackable, like torchtune's recipes), not part of the installed package."""
@@ -260,7 +352,8 @@ def cmd_script(args) -> int:
     return 0
 
 
-COMMANDS = {"info": cmd_info, "encode": cmd_encode, "decode": cmd_decode, "train": cmd_script, "bench": cmd_script}
+COMMANDS = {"info": cmd_info, "encode": cmd_encode, "decode": cmd_decode, "tokenize": cmd_tokenize,
+            "verify": cmd_verify, "train": cmd_script, "bench": cmd_script}
 
 
 def main(argv: list[str] | None = None) -> int:

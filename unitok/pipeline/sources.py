@@ -1,0 +1,320 @@
+"""Inputs of a tokenize run, turned into a numbered stream of records (one record = one document).
+
+Inputs, in the order given, each expanded in a fixed order so record numbers never change:
+
+- a folder: every text or media file under it (recursively, sorted by path); one document per file;
+- a glob (``data/*.jpg``, ``shards/**/*.flac``): the matching files, sorted;
+- a text or media file: one document;
+- a JSONL manifest (``.jsonl``): one document per non-blank line,
+  ``{"id": "doc-17", "content": [{"text": "A cat"}, {"image": "img/cat.jpg"}, {"audio": "a.flac"}]}``,
+  media paths relative to the manifest's folder, ``id`` defaulting to the line number;
+- WebDataset tar shards (``.tar``, ``.tar.gz``, ``.tgz``; ``shard-{000..009}.tar`` brace patterns):
+  one document per sample (the members sharing a key). A ``json`` member with a ``content`` list
+  orders the parts like a manifest line whose media values name member extensions
+  (``{"image": "jpg"}``); without one, every member of a known kind is a part, in tar order.
+
+A record carries descriptions (paths, inline text, member bytes), never decoded media: workers do
+the decoding. Anything wrong with a record (bad JSON, a bad part, a truncated tar) makes it a
+record with an ``error``, so it is numbered, skipped and reported like any other bad record.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from ..media import kind_of
+
+PART_KINDS = ("text", "image", "video", "audio")
+MANIFEST_SUFFIXES = (".jsonl",)
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+MAX_LINE_BYTES = 64 * 1024 * 1024    # a manifest line longer than this is refused, not read
+
+
+@dataclass(frozen=True)
+class Blob:
+    """Bytes of a tar member, with the name errors should use."""
+
+    name: str
+    data: bytes
+
+
+@dataclass
+class Record:
+    """One input document before tokenization.
+
+    ``parts``: ``(kind, value)`` in document order; ``kind`` is text/image/video/audio and
+    ``value`` a ``str`` (inline text), a ``Path`` (a file) or a ``Blob`` (a tar member).
+    """
+
+    index: int
+    id: object
+    source: str
+    position: str
+    parts: list = field(default_factory=list)
+    error: str | None = None
+
+
+def _is_manifest(path: str) -> bool:
+    return path.lower().endswith(MANIFEST_SUFFIXES)
+
+
+def _is_tar(path: str) -> bool:
+    return path.lower().endswith(TAR_SUFFIXES)
+
+
+def _is_glob(name: str) -> bool:
+    return any(c in name for c in "*?[{")
+
+
+def resolve_inputs(inputs: list[str]) -> list[str]:
+    """Absolute spellings of the inputs (globs stay globs), as recorded in ``run.json``."""
+    return [os.path.abspath(os.path.expanduser(name)) for name in inputs]
+
+
+def _expand_glob(pattern: str) -> list[str]:
+    from braceexpand import braceexpand
+
+    found: set[str] = set()
+    for p in braceexpand(pattern):
+        found.update(glob.glob(p, recursive=True) if _is_glob(p) else ([p] if os.path.exists(p) else []))
+    return sorted(found)
+
+
+class _Counter:
+    """Hands out record numbers in input order."""
+
+    def __init__(self):
+        self.next = 0
+
+    def take(self) -> int:
+        self.next += 1
+        return self.next - 1
+
+
+def _expand(inputs: list[str]) -> Iterator[tuple[str, str, object]]:
+    """The inputs as ``(what, name, detail)`` in record order: ``("file", path, record id)``,
+    ``("manifest", path, None)``, ``("tar", path, None)`` or ``("missing", name, reason)``."""
+    for name in inputs:
+        if os.path.isdir(name):
+            root = Path(name)
+            files = sorted((p for p in root.rglob("*") if p.is_file() and kind_of(p)), key=lambda p: p.as_posix())
+            if not files:
+                yield "missing", name, "folder holds no text or media file"
+            for p in files:
+                yield "file", str(p), p.relative_to(root).as_posix()
+            continue
+        paths = _expand_glob(name) if _is_glob(name) and not os.path.exists(name) else [name]
+        if not paths or not os.path.exists(paths[0]):
+            yield "missing", name, "the pattern matches no file" if _is_glob(name) else "no such file or folder"
+            continue
+        for path in paths:
+            if not os.path.isdir(path):
+                kind = "manifest" if _is_manifest(path) else "tar" if _is_tar(path) else "file"
+                yield kind, path, Path(path).name
+
+
+def iter_records(inputs: list[str]) -> Iterator[Record]:
+    """Every record of the inputs, numbered from 0 in input order."""
+    counter = _Counter()
+    for what, name, detail in _expand(inputs):
+        if what == "missing":
+            yield Record(counter.take(), name, name, "input", error=detail)
+        elif what == "manifest":
+            yield from _manifest_records(Path(name), counter)
+        elif what == "tar":
+            yield from _tar_records(name, counter)
+        else:
+            yield _file_record(counter.take(), Path(name), detail)
+
+
+def chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    """Consecutive lists of ``size`` records (the last one shorter)."""
+    chunk: list[Record] = []
+    for r in records:
+        chunk.append(r)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def count_records(inputs: list[str]) -> int | None:
+    """How many records ``iter_records`` will yield, found cheaply (no JSON parsing, tar headers
+    only); None when a compressed tar would have to be read in full to know."""
+    total = 0
+    for what, name, _ in _expand(inputs):
+        if what == "manifest":
+            try:
+                with open(name, "rb") as f:
+                    total += sum(1 for line in f if line.strip())
+            except OSError:
+                total += 1      # the unreadable manifest is one bad record
+        elif what == "tar":
+            if not name.lower().endswith(".tar"):
+                return None
+            total += _count_tar_samples(name)
+        else:
+            total += 1
+    return total
+
+
+def _file_record(index: int, path: Path, rid: str) -> Record:
+    kind = kind_of(path)
+    if kind is None:
+        return Record(index, rid, str(path), "file", error="unknown file type; expected text (.txt, .md, ...), "
+                                                           "image, video or audio")
+    return Record(index, rid, str(path), "file", [(kind, path)])
+
+
+# -- JSONL manifests ------------------------------------------------------------------------------
+
+def _lines(f) -> Iterator[tuple[int, bytes | None]]:
+    """(line number from 1, content) of every line; content is None for a line over the limit,
+    which is skipped without being held in memory."""
+    number = 0
+    while True:
+        line = f.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):
+                line = f.readline(MAX_LINE_BYTES)
+            yield number, None
+            continue
+        yield number, line
+
+
+def _manifest_records(path: Path, counter: _Counter) -> Iterator[Record]:
+    source = str(path)
+    base = path.parent
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        yield Record(counter.take(), source, source, "input", error=f"cannot read the manifest ({e.strerror or e})")
+        return
+    with f:
+        for number, line in _lines(f):
+            if line is not None and not line.strip():
+                continue
+            record = Record(counter.take(), number, source, f"line {number}")
+            if line is None:
+                record.error = f"line is longer than {MAX_LINE_BYTES} bytes"
+            else:
+                try:
+                    _fill_from_json(record, json.loads(line), lambda v: base / v)
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                    record.error = f"not valid JSON ({e})"
+            yield record
+
+
+def _fill_from_json(record: Record, doc, media_value) -> None:
+    """Set ``record.id`` and ``record.parts`` (or ``record.error``) from a manifest-style object;
+    ``media_value`` turns a media string into what the worker opens."""
+    if not isinstance(doc, dict):
+        record.error = f"expected a JSON object with a 'content' list, got {type(doc).__name__}"
+        return
+    if "id" in doc:
+        if not isinstance(doc["id"], (str, int)) or isinstance(doc["id"], bool):
+            record.error = f"'id' must be a string or an integer, got {doc['id']!r}"
+            return
+        record.id = doc["id"]
+    content = doc.get("content")
+    if not isinstance(content, list):
+        record.error = "missing 'content': expected a list of parts like {\"text\": ...} or {\"image\": PATH}"
+        return
+    parts = []
+    for i, part in enumerate(content):
+        keys = [k for k in PART_KINDS if isinstance(part, dict) and k in part]
+        if len(keys) != 1:
+            record.error = f"part {i} must be an object with one of {', '.join(PART_KINDS)}, got {part!r:.80}"
+            return
+        kind, value = keys[0], part[keys[0]]
+        if not isinstance(value, str):
+            record.error = f"part {i}: {kind} must be a string, got {type(value).__name__}"
+            return
+        parts.append((kind, value if kind == "text" else media_value(value)))
+    record.parts = parts
+
+
+# -- WebDataset tar shards ------------------------------------------------------------------------
+
+def _count_tar_samples(path: str) -> int:
+    from webdataset.tariterators import base_plus_ext
+
+    keys, last = 0, None
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                key, _ = base_plus_ext(member.name) if member.isreg() else (None, None)
+                if key is not None and key != last:
+                    keys, last = keys + 1, key
+    except (tarfile.TarError, OSError):
+        keys += 1   # the damage itself is one record
+    return max(keys, 1)
+
+
+def _tar_records(path: str, counter: _Counter) -> Iterator[Record]:
+    from webdataset.tariterators import group_by_keys, tar_file_iterator
+
+    def members(stream):
+        for sample in tar_file_iterator(stream):
+            sample["__url__"] = path
+            yield sample
+
+    yielded = 0
+    last_key = None
+    try:
+        with open(path, "rb") as stream:
+            for sample in group_by_keys(members(stream)):
+                record = Record(counter.take(), sample["__key__"], path, f"sample {sample['__key__']}")
+                _fill_from_sample(record, sample, path)
+                last_key = sample["__key__"]
+                yielded += 1
+                yield record
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
+        where = f"after sample {last_key}" if last_key is not None else "at the start"
+        yield Record(counter.take(), path, path, where, error=f"tar shard is damaged or truncated ({e})")
+        return
+    if not yielded:
+        yield Record(counter.take(), path, path, "input", error="tar shard holds no sample")
+
+
+def _member_kind(suffix: str) -> str | None:
+    return kind_of("x." + suffix.rsplit(".", 1)[-1])
+
+
+def _fill_from_sample(record: Record, sample: dict, path: str) -> None:
+    key = sample["__key__"]
+    blob = lambda suffix: Blob(f"{path}:{key}.{suffix}", sample[suffix])  # noqa: E731
+    if "json" in sample:
+        try:
+            doc = json.loads(sample["json"])
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            record.error = f"{key}.json is not valid JSON ({e})"
+            return
+        if isinstance(doc, dict) and "content" in doc:
+            missing = []
+
+            def member(suffix):
+                if suffix not in sample:
+                    missing.append(suffix)
+                return blob(suffix) if suffix in sample else None
+
+            _fill_from_json(record, {"id": record.id, **doc}, member)
+            if missing and record.error is None:
+                record.error = f"{key}.json names member(s) {', '.join(missing)} that the sample does not have"
+            return
+    record.parts = [(_member_kind(s), blob(s)) for s in sample
+                    if not s.startswith("__") and _member_kind(s) is not None]
+    if not record.parts:
+        record.error = "sample has no member of a known kind (text, image, video, audio)"
+
+

@@ -1,0 +1,168 @@
+"""Tokenizing one record: what every worker (a local process, a Ray actor, or the main process
+itself) runs, with the tokenizer suite loaded once."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import MediaError, UnitokError
+from ..media import open_media
+from .shards import GROUP_DTYPE, Document, Skipped, id_dtype
+from .sources import Blob, Record
+
+MAX_TEXT_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything besides the suite that decides the ids; recorded in ``run.json``."""
+
+    bos: bool = False
+    eos: bool = False
+    allowed_special: tuple | str = ()       # text-vocabulary specials recognised in text, or "all"
+    bitrate: float | None = None            # audio: highest bitrate in kbit/s (None: all levels)
+    max_tokens: int = 1 << 24               # a longer document is skipped as absurd
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        if not isinstance(self.allowed_special, str):
+            data["allowed_special"] = sorted(self.allowed_special)
+        return data
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to build a worker in another process (picklable)."""
+
+    suite: str | None
+    device: str
+    options: Options
+    plugins: tuple = ()        # modules to import first (they may register tokenizer types)
+    threads: int = 1           # torch threads per worker, fixed so ids never depend on the worker count
+
+
+def import_plugins(plugins) -> None:
+    for name in plugins:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise UnitokError(f"--plugin {name}: cannot import it ({e})") from None
+
+
+def _exit_with_parent() -> None:
+    """A worker whose parent was killed (SIGKILL leaves no chance to stop it) exits by itself."""
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="unitok-parent-watch").start()
+
+
+class Worker:
+    """Turns records into ``Document`` or ``Skipped`` results with one loaded tokenizer."""
+
+    def __init__(self, tok, options: Options):
+        self.tok = tok
+        self.options = options
+        self.dtype = id_dtype(len(tok.space))
+        self.allowed = options.allowed_special if isinstance(options.allowed_special, str) else set(
+            options.allowed_special)
+        if options.bitrate is not None:
+            if "audio" not in tok.media:
+                raise UnitokError("--bitrate applies to audio, but this suite has no audio tokenizer")
+            tok.media["audio"].set_bitrate(options.bitrate)
+
+    @classmethod
+    def from_spec(cls, spec: WorkerSpec, *, in_subprocess: bool = True) -> "Worker":
+        import torch
+
+        torch.set_num_threads(spec.threads)
+        if in_subprocess:
+            _exit_with_parent()
+        import_plugins(spec.plugins)
+        from ..tokenizer import load
+
+        return cls(load(spec.suite, device=spec.device), spec.options)
+
+    def __call__(self, record: Record) -> Document | Skipped:
+        if record.error is not None:
+            return self.skip(record, record.error)
+        try:
+            seq = self.tok.encode(self.items(record), bos=self.options.bos, eos=self.options.eos, allowed_special=self.allowed)
+        except UnitokError as e:
+            return self.skip(record, str(e))
+        except Exception as e:   # a bug or a decoder crash on one record must not end the run
+            return self.skip(record, f"unexpected {type(e).__name__}: {e}")
+        if not seq.spans:
+            return self.skip(record, "empty document: no text or media to tokenize")
+        if len(seq) > self.options.max_tokens:
+            return self.skip(record, f"document has {len(seq)} tokens, over the limit of {self.options.max_tokens} "
+                                     f"(--max-tokens)")
+        return Document(record.index, record.id, record.source, seq.ids.astype(self.dtype),
+                        seq.groups.astype(GROUP_DTYPE), seq.spans)
+
+    def items(self, record: Record) -> list:
+        """The record's parts, read and decoded: text as ``str``/``bytes``, media as ``Image`` etc."""
+        return [self._text(v) if kind == "text" else self._media(kind, v) for kind, v in record.parts]
+
+    def many(self, records: list[Record]) -> list[Document | Skipped]:
+        return [self(r) for r in records]
+
+    @staticmethod
+    def skip(record: Record, reason: str) -> Skipped:
+        return Skipped(record.index, record.id, record.source, record.position, reason)
+
+    @staticmethod
+    def _text(value) -> str | bytes:
+        if isinstance(value, Blob):
+            return value.data
+        if isinstance(value, Path):
+            try:
+                size = value.stat().st_size
+                if size > MAX_TEXT_BYTES:
+                    raise MediaError(f"text file is {size} bytes, over the limit of {MAX_TEXT_BYTES}", value)
+                return value.read_bytes()
+            except OSError as e:
+                raise MediaError(f"cannot read ({e.strerror or e})", value) from None
+        return value
+
+    @staticmethod
+    def _media(kind: str, value):
+        if isinstance(value, Blob):
+            try:
+                item = open_media(value.data)
+            except MediaError as e:
+                raise MediaError(e.reason, value.name) from None
+            name = value.name
+        else:
+            item = open_media(value)
+            name = str(value)
+        actual = type(item).__name__.lower()
+        if actual != kind:
+            raise MediaError(f"listed as {kind}, but the file holds {'an' if actual[0] in 'aeiou' else 'a'} {actual}",
+                             name)
+        return item
+
+
+# -- the process-pool side ------------------------------------------------------------------------
+
+_WORKER: Worker | None = None
+
+
+def init_process(spec: WorkerSpec) -> None:
+    global _WORKER
+    _WORKER = Worker.from_spec(spec)
+
+
+def run_in_process(records: list[Record]) -> list[Document | Skipped]:
+    assert _WORKER is not None, "init_process runs first"
+    return _WORKER.many(records)
