@@ -235,3 +235,117 @@ def test_command_says_how_to_fetch_missing_heldout(tmp_path):
     with pytest.raises(SystemExit, match="recipes/data/fetch_images.py"):
         R.main(["--modality", "image", "--no-suite", "--checkpoint", str(tmp_path / "toy"),
                 "--heldout", str(tmp_path / "none"), "--no-write"])
+
+
+# -- audio (``--modality audio``) -------------------------------------------------------------------
+#
+# A tiny untrained AudioTokenizer (75 frames/s, 8 levels of 1024 codes: 0.75 kbps a level, so the
+# 1.5 / 3 / 6 kbps targets are 2 / 4 / 8 levels) and a few seconds of synthetic audio.
+
+from unitok import Audio  # noqa: E402
+from unitok.audio import AudioTokenizer, AudioTokenizerConfig  # noqa: E402
+from unitok.quantize import ResidualQuantizerConfig  # noqa: E402
+
+AUDIO_CFG = AudioTokenizerConfig(channels=2, lstm=0, quantizer=ResidualQuantizerConfig(levels=8, dim=8,
+                                                                                        codebook_size=1024))
+
+
+def _tone(seconds: float, seed: int) -> torch.Tensor:
+    """[N] at 24 kHz: a few harmonics switched on and off, with a little noise."""
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(round(seconds * 24000)) / 24000
+    x = sum(torch.sin(2 * torch.pi * f * t) / k for k, f in enumerate((180, 360, 540, 1100, 2300), 1))
+    x = x * torch.sin(2 * torch.pi * 2.5 * t).clamp_min(0) + 0.01 * torch.randn(len(t), generator=g)
+    return (0.8 * x / x.abs().max()).float()
+
+
+@pytest.fixture(scope="module")
+def audio_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("audio_model")
+    torch.manual_seed(0)
+    AudioTokenizer(AUDIO_CFG).eval().save_pretrained(folder)
+    return folder
+
+
+def test_audio_levels_follow_the_target_rate():
+    model = AudioTokenizer(AUDIO_CFG)
+    assert [R.levels_for(model, k) for k in (0.5, 1.5, 3, 6, 100)] == [None, 2, 4, 8, 8]
+
+
+def test_audio_long_files_are_cut_into_spread_windows():
+    wav = torch.arange(100, dtype=torch.float32)
+    whole = R.segments_of("a", "speech", wav[:40], 3, 40)
+    assert len(whole) == 1 and whole[0].name == "a"
+    cut = R.segments_of("b", "music", wav, 3, 40)
+    assert [int(c.wav[0]) for c in cut] == [0, 30, 60] and all(len(c.wav) == 40 for c in cut)
+
+
+def test_opus_anchor_reports_the_rate_it_spends_and_stays_aligned(tmp_path):
+    x = _tone(3.0, 0)
+    rec, payload, file_bytes = R.opus_round_trip(x, 12.0, tmp_path / "a.opus")
+    assert rec.shape == x.shape
+    kbps = payload * 8 / 3.0 / 1000
+    assert kbps == pytest.approx(12.0, rel=0.3)          # VBR around a rate libopus honours
+    assert payload < file_bytes < payload + 1500         # the Ogg pages and headers come on top
+    # aligned: no lag between input and output, so a high rate gives a high SI-SDR
+    hi, _, _ = R.opus_round_trip(x, 64.0, tmp_path / "b.opus")
+    xc = np.correlate(hi.numpy(), x.numpy(), "full")
+    assert int(xc.argmax()) - (len(x) - 1) == 0
+    assert float(unitok.metrics.si_sdr(hi[None], x[None])) > 10
+    # libopus has a floor: asked for 0.5 kbps it spends more, and the benchmark reports what it spent
+    _, low, _ = R.opus_round_trip(x, 0.5, tmp_path / "c.opus")
+    assert low * 8 / 3.0 / 1000 > 0.5
+
+
+def test_audio_benchmark_end_to_end(tmp_path, audio_model, capsys):
+    heldout = tmp_path / "heldout"
+    for cat, seconds, seed in (("speech", 1.6, 1), ("music", 3.2, 2)):   # multiples of the 320-sample hop
+        (heldout / cat).mkdir(parents=True)
+        Audio.from_array(_tone(seconds, seed), 24000).save(heldout / cat / f"{cat}0.flac")
+    results, plots = tmp_path / "RESULTS.md", tmp_path / "plots"
+    results.write_text("# Benchmark results\n\n## Image reconstruction\n\nkeep me\n")
+    R.main(["--modality", "audio", "--no-suite", "--checkpoint", str(audio_model), "--heldout", str(heldout),
+            "--segments", "2", "--segment-seconds", "1.6", "--repeat", "1", "--threads", "1",
+            "--rtf-seconds", "1", "--memory-minutes", "0.02", "--results", str(results), "--plots", str(plots)])
+    out = capsys.readouterr().out
+    text = results.read_text()
+    assert "## Image reconstruction\n\nkeep me" in text            # the other sections stay as they were
+    section = text.split("## Audio reconstruction", 1)[1]
+    name = R._rel(audio_model)
+    assert "### Speech (1 clips, 1.6 s)" in section and "### Music (2 clips, 3.2 s)" in section
+    assert "| " + " | ".join(R.AUDIO_QUALITY_COLUMNS) + " |" in section
+    for levels, kbps in ((2, "1.5"), (4, "3"), (8, "6")):
+        # exact rate and tokens/s: the clips are whole frames long
+        assert f"| {name}, {levels} levels | {kbps} | {float(kbps):.3f} | {75 * levels:.1f} |" in section
+        assert f"| Opus | {kbps} | " in section
+    assert section.count("codebook") and f"{name}, music, 8 levels: L0 " in section and "L7 " in section
+    assert "| cpu | 1 |" in section and "`tok.encode(Audio)`" in section
+    assert section.count(" x real time") >= 3
+    assert "### Issue 4 acceptance, as measured" in section and "--checkpoint DIR" in out
+    assert (plots / "audio_rd.png").stat().st_size > 1000
+
+
+def test_audio_report_numbers(audio_model):
+    cand, = R.load_audio_candidates(None, [audio_model], use_suite=False)
+    clips = [R.Clip("s", "speech", _tone(1.6, 3)), R.Clip("m", "music", _tone(1.6, 4))]
+    report = R.run_audio([cand], clips, kbps=(1.5,), devices=["cpu"], threads=(), repeat=1, rtf_seconds=1,
+                         memory_minutes=0, progress=False)     # speed and memory: see the end-to-end test
+    ours, opus = report.runs
+    assert (ours.levels, opus.codec, opus.levels) == (2, "Opus", None)
+    assert ours.bits.tolist() == [2 * 120 * 10] * 2                # 2 levels x 120 frames x 10 bits
+    rows = R.audio_rows(report, "speech")
+    assert [r["codec"] for r in rows] == [f"{cand.name}, 2 levels", "Opus"]
+    assert rows[0]["SI-SDR (dB)"] == pytest.approx(float(ours.scores["si_sdr"][0]))
+    assert rows[1]["kbps"] == pytest.approx(opus.bits[0] / 1.6 / 1000)
+    assert report.throughput == [] and report.memory == []
+    versus = R.versus_opus_rows(report, "music")
+    assert len(versus) == 1 and versus[0]["mel distance winner"] in ("tokenizer", "Opus", "tie")
+
+
+def test_audio_command_needs_an_audio_tokenizer(tmp_path, audio_model):
+    ToyImage(CFG).save_pretrained(tmp_path / "toy")
+    with pytest.raises(SystemExit, match="not an audio codec"):
+        R.main(["--modality", "audio", "--no-suite", "--checkpoint", str(tmp_path / "toy"), "--no-write"])
+    with pytest.raises(SystemExit, match="recipes/data/fetch_audio.py"):
+        R.main(["--modality", "audio", "--no-suite", "--checkpoint", str(audio_model),
+                "--heldout", str(tmp_path / "none"), "--no-write"])

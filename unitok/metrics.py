@@ -11,14 +11,30 @@ every image metric returns one value per image, ``[B]``, so callers average as t
   contrast terms clamped at 0, so in ``[0, 1]``; images too small for five scales use as many as
   fit (each scale needs a side >= 11), with the weights renormalised.
 - ``codebook_usage`` / ``perplexity``: over a tensor of code indices.
+
+Audio is ``[B, N]`` (mono samples in [-1, 1]); the audio metrics also return ``[B]`` (``stoi`` and
+``pesq`` also take a single ``[N]`` and return a 0-d tensor):
+
+- ``si_sdr``: scale-invariant signal-to-distortion ratio in dB (Le Roux et al. 2019); tens of dB
+  for near-exact copies, 0 when the error is as strong as the signal, far below 0 for an
+  unrelated signal (or one whose phase is scrambled).
+- ``mel_distance``: multi-resolution log-mel L1 distance (DAC's mel loss) with a
+  :class:`MelSpectrograms`; 0 for identical signals, lower is better.
+- ``stoi`` / ``pesq``: short-time objective intelligibility (Taal et al. 2011, in [0, 1]) and
+  wideband PESQ (ITU-T P.862.2, MOS-LQO in about [1, 4.6]), through the optional ``pystoi`` and
+  ``pesq`` packages (``pip install 'unitok[bench]'``). Both are speech measures; each item where
+  the measure is undefined (too little non-silent speech) gives NaN.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _C1, _C2 = 0.01 ** 2, 0.03 ** 2
@@ -114,3 +130,120 @@ def _counts(indices_or_counts, codebook_size):
     if codebook_size is None:
         return torch.as_tensor(indices_or_counts).double()
     return code_histogram(indices_or_counts, codebook_size)
+
+
+# -- audio ---------------------------------------------------------------------------------------
+
+
+def stft_magnitude(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """x: [B, N] -> |STFT| [B, n_fft // 2 + 1, frames] (fp32)."""
+    # reflect padding needs more samples than half a window; very short inputs pad with zeros
+    pad_mode = "reflect" if x.shape[-1] > n_fft // 2 else "constant"
+    spec = torch.stft(x.float(), n_fft, hop, window=window, return_complex=True, center=True, pad_mode=pad_mode)
+    return spec.abs()
+
+
+class MelSpectrograms(nn.Module):
+    """Log-mel spectrograms at several window sizes. ``forward(x: [B, N]) -> list of
+    [B, n_mels_i, frames_i]`` (natural log of magnitude mel energies, floored at 1e-5)."""
+
+    def __init__(self, sample_rate: int, windows=(64, 128, 256, 512, 1024, 2048), mels=(10, 20, 40, 80, 80, 128)):
+        super().__init__()
+        import torchaudio.functional as AF
+
+        if len(windows) != len(mels):
+            raise ValueError("one mel count per window size")
+        self.windows, self.sample_rate = tuple(windows), sample_rate
+        for w, m in zip(windows, mels):
+            self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
+            fb = AF.melscale_fbanks(w // 2 + 1, 0.0, sample_rate / 2, m, sample_rate, norm="slaney", mel_scale="slaney")
+            self.register_buffer(f"fbank_{w}", fb, persistent=False)   # [n_freqs, n_mels]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for w in self.windows:
+            mag = stft_magnitude(x, w, w // 4, getattr(self, f"window_{w}"))
+            mel = torch.einsum("bft,fm->bmt", mag, getattr(self, f"fbank_{w}"))
+            out.append(mel.clamp_min(1e-5).log())
+        return out
+
+
+def mel_distance(mels: MelSpectrograms, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Multi-resolution log-mel L1 distance (DAC's mel loss) per item. x, y: [B, N] -> [B]."""
+    return torch.stack([(a - b).abs().mean((1, 2)) for a, b in zip(mels(x), mels(y))]).mean(0)
+
+
+def si_sdr(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Scale-invariant signal-to-distortion ratio in dB per item. x (estimate), y (reference):
+    [B, N] -> [B]; zero-mean first, as in Le Roux et al. 2019."""
+    x = x.float() - x.float().mean(-1, keepdim=True)
+    y = y.float() - y.float().mean(-1, keepdim=True)
+    a = (x * y).sum(-1, keepdim=True) / (y.pow(2).sum(-1, keepdim=True) + eps)
+    target = a * y
+    return 10 * torch.log10(target.pow(2).sum(-1) / ((x - target).pow(2).sum(-1) + eps) + eps)
+
+
+def _optional(module: str, package: str, metric: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"unitok.metrics.{metric} needs the optional package {package}: "
+                          f"pip install 'unitok[bench]' (or pip install {package})") from None
+
+
+def _speech_pairs(ref, deg, metric: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """ref, deg: [N] or [B, N] (tensors or arrays) -> float64 [B, N] twice, and the output shape."""
+    r = torch.as_tensor(np.asarray(ref) if not torch.is_tensor(ref) else ref).detach().cpu().double()
+    d = torch.as_tensor(np.asarray(deg) if not torch.is_tensor(deg) else deg).detach().cpu().double()
+    if r.shape != d.shape or r.ndim not in (1, 2) or r.shape[-1] < 1:
+        raise ValueError(f"{metric}: expected a reference and a degraded signal of the same shape, [N] or "
+                         f"[B, N], got {tuple(r.shape)} and {tuple(d.shape)}")
+    shape = tuple(r.shape[:-1])
+    return r.reshape(-1, r.shape[-1]).numpy(), d.reshape(-1, d.shape[-1]).numpy(), shape
+
+
+def stoi(ref, deg, rate: int, extended: bool = False) -> torch.Tensor:
+    """Short-time objective intelligibility of ``deg`` against the clean ``ref``, per item.
+
+    ref, deg: [N] or [B, N] at ``rate`` Hz (any rate: pystoi resamples to its 10 kHz) -> [] or
+    [B] float64 in [0, 1] (``extended=True``: ESTOI). NaN where the reference has fewer than 30
+    non-silent 25.6 ms frames (about 0.4 s of speech), where pystoi has no score to give."""
+    lib = _optional("pystoi", "pystoi==0.4.1", "stoi")
+    r, d, shape = _speech_pairs(ref, deg, "stoi")
+    out = []
+    for a, b in zip(r, d):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = float(lib.stoi(a, b, rate, extended=extended))
+        short = any("Not enough STFT frames" in str(w.message) for w in caught)
+        out.append(math.nan if short else value)
+    return torch.tensor(out, dtype=torch.float64).reshape(shape)
+
+
+def pesq(ref, deg, rate: int, mode: str = "wb") -> torch.Tensor:
+    """PESQ (MOS-LQO) of ``deg`` against the clean ``ref``, per item.
+
+    ref, deg: [N] or [B, N] at ``rate`` Hz -> [] or [B] float64. ``mode="wb"`` is wideband PESQ
+    (P.862.2) at 16 kHz, ``"nb"`` narrowband (P.862) at 8 kHz; other rates are resampled to it
+    (torchaudio). NaN where PESQ cannot score the pair: no speech in the reference, under about
+    1/4 s, or an all-silent ``deg`` (the library fails on it)."""
+    lib = _optional("pesq", "pesq==0.0.4", "pesq")
+    if mode not in ("wb", "nb"):
+        raise ValueError(f"pesq: mode must be 'wb' (16 kHz) or 'nb' (8 kHz), got {mode!r}")
+    r, d, shape = _speech_pairs(ref, deg, "pesq")
+    target = 16000 if mode == "wb" else 8000
+    if rate != target:
+        import torchaudio.functional as AF
+
+        r = AF.resample(torch.from_numpy(r), rate, target).numpy()
+        d = AF.resample(torch.from_numpy(d), rate, target).numpy()
+    out = []
+    for a, b in zip(r, d):
+        try:
+            with np.errstate(invalid="ignore", divide="ignore"):   # it divides by the peak, 0 for silence
+                out.append(float(lib.pesq(target, a, b, mode)))
+        except (lib.NoUtterancesError, lib.BufferTooShortError, ValueError):
+            out.append(math.nan)
+    return torch.tensor(out, dtype=torch.float64).reshape(shape)

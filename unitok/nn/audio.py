@@ -17,6 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+# the spectral metrics live in unitok.metrics; re-exported here for the recipes' losses
+from ..metrics import MelSpectrograms, mel_distance, si_sdr, stft_magnitude  # noqa: F401
+
 
 class Seq(nn.Sequential):
     """``nn.Sequential`` whose ``stream`` chains the layers' ``stream``."""
@@ -131,44 +134,6 @@ class LSTM1d(nn.Module):
 # -- spectra -------------------------------------------------------------------------------------
 
 
-def stft_magnitude(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
-    """x: [B, N] -> |STFT| [B, n_fft // 2 + 1, frames] (fp32)."""
-    # reflect padding needs more samples than half a window; very short inputs pad with zeros
-    pad_mode = "reflect" if x.shape[-1] > n_fft // 2 else "constant"
-    spec = torch.stft(x.float(), n_fft, hop, window=window, return_complex=True, center=True, pad_mode=pad_mode)
-    return spec.abs()
-
-
-class MelSpectrograms(nn.Module):
-    """Log-mel spectrograms at several window sizes. ``forward(x: [B, N]) -> list of
-    [B, n_mels_i, frames_i]`` (natural log of magnitude mel energies, floored at 1e-5)."""
-
-    def __init__(self, sample_rate: int, windows=(64, 128, 256, 512, 1024, 2048), mels=(10, 20, 40, 80, 80, 128)):
-        super().__init__()
-        import torchaudio.functional as AF
-
-        if len(windows) != len(mels):
-            raise ValueError("one mel count per window size")
-        self.windows, self.sample_rate = tuple(windows), sample_rate
-        for w, m in zip(windows, mels):
-            self.register_buffer(f"window_{w}", torch.hann_window(w), persistent=False)
-            fb = AF.melscale_fbanks(w // 2 + 1, 0.0, sample_rate / 2, m, sample_rate, norm="slaney", mel_scale="slaney")
-            self.register_buffer(f"fbank_{w}", fb, persistent=False)   # [n_freqs, n_mels]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for w in self.windows:
-            mag = stft_magnitude(x, w, w // 4, getattr(self, f"window_{w}"))
-            mel = torch.einsum("bft,fm->bmt", mag, getattr(self, f"fbank_{w}"))
-            out.append(mel.clamp_min(1e-5).log())
-        return out
-
-
-def mel_distance(mels: MelSpectrograms, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Multi-resolution log-mel L1 distance (DAC's mel loss) per item. x, y: [B, N] -> [B]."""
-    return torch.stack([(a - b).abs().mean((1, 2)) for a, b in zip(mels(x), mels(y))]).mean(0)
-
-
 def stft_loss(x: torch.Tensor, y: torch.Tensor, resolutions=((512, 128), (1024, 256), (2048, 512))) -> torch.Tensor:
     """Multi-resolution STFT loss (Parallel WaveGAN): spectral convergence + log-magnitude L1,
     averaged over resolutions ``(n_fft, hop)``. x (reconstruction), y (target): [B, N] -> []."""
@@ -180,16 +145,6 @@ def stft_loss(x: torch.Tensor, y: torch.Tensor, resolutions=((512, 128), (1024, 
         mag = (mx.clamp_min(1e-5).log() - my.clamp_min(1e-5).log()).abs().mean()
         total = total + sc.mean() + mag
     return total / len(resolutions)
-
-
-def si_sdr(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Scale-invariant signal-to-distortion ratio in dB per item. x (estimate), y (reference):
-    [B, N] -> [B]; zero-mean first, as in Le Roux et al. 2019."""
-    x = x.float() - x.float().mean(-1, keepdim=True)
-    y = y.float() - y.float().mean(-1, keepdim=True)
-    a = (x * y).sum(-1, keepdim=True) / (y.pow(2).sum(-1, keepdim=True) + eps)
-    target = a * y
-    return 10 * torch.log10(target.pow(2).sum(-1) / ((x - target).pow(2).sum(-1) + eps) + eps)
 
 
 # -- adversarial ---------------------------------------------------------------------------------
