@@ -66,7 +66,7 @@ DEFAULTS = {
              "val_seconds": 2.0, "synthetic": False, "synthetic_seconds": 120.0},
     "train": {"batch_size": 8, "lr": 5e-4, "min_lr_ratio": 0.1, "warmup": 100, "steps": 100000,
               "time_limit_min": None, "betas": [0.8, 0.99], "weight_decay": 0.0, "grad_clip": 10.0,
-              "seed": 0, "num_threads": 1, "device": "auto"},
+              "seed": 0, "num_threads": 1, "device": "auto", "init": None},
     "loss": {"mel": 5.0, "stft": 1.0, "l1": 0.0, "quantizer": 1.0, "gan": 1.0, "feature": 2.0,
              "gan_start": 5000, "disc_lr": 2e-4, "disc_channels": 16, "disc_layers": 3,
              "disc_n_ffts": [2048, 1024, 512]},
@@ -316,6 +316,17 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
             sampler.set_state(state["sampler"])
         log(f"resumed from {ckpt} at step {step} ({elapsed_before / 60:.1f} min trained)")
 
+    elif tc["init"]:
+        # warm start: weights only (the model and, when saved beside it, the discriminator); the
+        # step count, schedule and optimizer start afresh
+        from safetensors.torch import load_file
+
+        src = Path(tc["init"])
+        raw_model.load_state_dict(AudioTokenizer.from_pretrained(src).state_dict())
+        if disc is not None and (src / "discriminator.safetensors").exists():
+            disc.load_state_dict(load_file(str(src / "discriminator.safetensors")))
+        log(f"initialised from {src}")
+
     if world > 1:
         ids = [device] if device.type == "cuda" else None
         # EMA codebooks are buffers: DDP broadcasts rank 0's every step, so all ranks agree
@@ -476,6 +487,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True, help="YAML config (recipes/configs/audio_*.yaml)")
     ap.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoint")
     ap.add_argument("--out-dir", help="override log.out_dir")
+    ap.add_argument("--init", metavar="DIR", help="start from the weights in DIR (a checkpoint folder; "
+                                                  "its discriminator too when saved there)")
     ap.add_argument("--steps", type=int, help="override train.steps")
     ap.add_argument("--time-limit-min", type=float, help="override train.time_limit_min")
     ap.add_argument("--data", help="override data.train (an int16 [N] .npy; its index is data.train_index)")
@@ -486,6 +499,8 @@ def main(argv=None) -> int:
     overrides: dict = {}
     if args.out_dir:
         overrides.setdefault("log", {})["out_dir"] = args.out_dir
+    if args.init:
+        overrides.setdefault("train", {})["init"] = args.init
     if args.steps is not None:
         overrides.setdefault("train", {})["steps"] = args.steps
     if args.time_limit_min is not None:

@@ -185,6 +185,53 @@ def load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict, prefix
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def save_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, state: dict, disc=None, opt_d=None) -> None:
+    """Write ``ckpt`` (model folder + optimizer.safetensors + discriminator + state.json) via a
+    temporary folder swapped in only once complete: a kill never leaves a broken checkpoint.
+    ``state`` (JSON-able) gets the optimizers' non-tensor state added. Shared by the recipes."""
+    from safetensors.torch import save_file
+
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tensors, state["optimizer"] = optimizer_tensors(opt, "model")
+    if disc is not None:
+        dmod = disc.module if hasattr(disc, "module") else disc
+        save_file({k: v.detach().cpu().contiguous() for k, v in dmod.state_dict().items()},
+                  str(tmp / "discriminator.safetensors"))
+        t_d, state["optimizer_d"] = optimizer_tensors(opt_d, "disc")
+        tensors.update(t_d)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "state.json").write_text(json.dumps(state, default=str) + "\n")
+    old = ckpt.with_name(ckpt.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if ckpt.exists():
+        ckpt.rename(old)
+    tmp.rename(ckpt)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, disc=None, opt_d=None) -> dict:
+    """Inverse of :func:`save_training_state`: load the weights and optimizer state into the given
+    objects (the model's config must equal the checkpoint's) and return ``state.json``."""
+    from safetensors.torch import load_file
+
+    if not (ckpt / "state.json").exists():
+        raise ConfigError(f"{ckpt}: nothing to resume (no state.json); drop --resume to start fresh")
+    state = json.loads((ckpt / "state.json").read_text())
+    loaded = type(model).from_pretrained(ckpt)
+    if config_to_dict(loaded.cfg) != config_to_dict(model.cfg):
+        raise ConfigError(f"{ckpt}: the checkpoint's model config differs from the YAML's 'model' section; "
+                          f"resume with the config it was trained with, or start a new out_dir")
+    model.load_state_dict(loaded.state_dict())
+    tensors = load_file(str(ckpt / "optimizer.safetensors"))
+    load_optimizer(opt, tensors, state["optimizer"], "model")
+    if disc is not None and (ckpt / "discriminator.safetensors").exists():
+        disc.load_state_dict(load_file(str(ckpt / "discriminator.safetensors")))
+        load_optimizer(opt_d, tensors, state["optimizer_d"], "disc")
+    return state
+
+
 # -- training -----------------------------------------------------------------------------------
 
 
@@ -242,6 +289,107 @@ def lr_at(step: int, elapsed: float, tc: dict) -> float:
     return tc["lr"] * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def setup_runtime(tc: dict) -> tuple[int, int, torch.device, ThreadTuner | None]:
+    """DDP, the device, CPU threads and the seed from a recipe's ``train`` section. Returns (rank,
+    world size, device, thread tuner or None)."""
+    rank, world, local_rank = _ddp()
+    if tc["device"] == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(tc["device"])
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    # denormal floats (tiny gradients of the zero-initialised blocks) are 10-100x slower on CPUs
+    torch.set_flush_denormal(True)
+    tuner = None
+    if tc["num_threads"] == "adaptive" and device.type == "cpu":
+        tuner = ThreadTuner(list(range(1, os.cpu_count() + 1)))
+    elif tc["num_threads"] and tc["num_threads"] != "adaptive":
+        torch.set_num_threads(int(tc["num_threads"]))
+    torch.manual_seed(tc["seed"] + rank)
+    return rank, world, device, tuner
+
+
+def tokenizer_step(raw_model, recon: torch.Tensor, x: torch.Tensor, aux: torch.Tensor, lc: dict, step: int,
+                   opt: torch.optim.Optimizer, grad_clip: float, disc=None, opt_d=None, amp: bool = False,
+                   structural=structural_loss) -> dict[str, torch.Tensor]:
+    """One optimisation step of a pixel tokenizer (and its discriminator) from a forward pass.
+
+    recon, x: [N, 3, H, W] in [0, 1] (recon fp32); aux: the quantizer's loss. Loss: L1 + L2 +
+    ``structural(recon, x, kind)`` + quantizer loss, and from ``loss.gan_start`` on a hinge GAN
+    loss with VQGAN's adaptive weight (at ``raw_model.decoder.last_layer``); then a discriminator
+    step. Returns the detached losses: loss, rec (the reconstruction part), l1, l2, struct,
+    quant, gan, d. Shared by the image and video recipes."""
+    dev = recon.device.type
+    l1 = (recon - x).abs().mean()
+    l2 = (recon - x).pow(2).mean()
+    st = structural(recon.clamp(0, 1), x, lc["structural_kind"]) if lc["structural"] > 0 else recon.new_zeros(())
+    rec = lc["l1"] * l1 + lc["l2"] * l2 + lc["structural"] * st
+    loss = rec + lc["quantizer"] * aux
+    gan_on = disc is not None and step >= lc["gan_start"]
+    g_loss = recon.new_zeros(())
+    if gan_on:
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=amp):
+            g_loss = hinge_g_loss(disc(recon * 2 - 1).float())
+        w = lc["gan"]
+        if lc["adaptive_gan_weight"]:
+            w = w * adaptive_gan_weight(rec, g_loss, raw_model.decoder.last_layer)
+        loss = loss + w * g_loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+    opt.step()
+    d_loss = recon.new_zeros(())
+    if gan_on:
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=amp):
+            d_loss = hinge_d_loss(disc(x * 2 - 1).float(), disc(recon.detach() * 2 - 1).float())
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+    out = {"loss": loss, "rec": rec, "l1": l1, "l2": l2, "struct": st, "quant": aux, "gan": g_loss, "d": d_loss}
+    return {k: v.detach() for k, v in out.items()}
+
+
+class StepWindow:
+    """Mean losses, train PSNR and codebook usage over the steps between two log lines."""
+
+    KEYS = ("loss", "l1", "l2", "struct", "quant", "gan", "d", "psnr")
+
+    def __init__(self, codebook_size: int):
+        self.hist = torch.zeros(codebook_size, dtype=torch.float64)
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums = dict.fromkeys(self.KEYS, 0.0)
+        self.n = 0
+        self.hist.zero_()
+        self.t = time.time()
+
+    @torch.no_grad()
+    def add(self, losses: dict, recon: torch.Tensor, x: torch.Tensor, codes) -> None:
+        for k in self.KEYS[:-1]:
+            self.sums[k] += float(losses[k])
+        self.sums["psnr"] += float(psnr(recon.clamp(0, 1), x).mean())
+        self.n += 1
+        self.hist += code_histogram(codes, len(self.hist))
+
+    def mean(self, key: str) -> float:
+        return self.sums[key] / max(1, self.n)
+
+    def line(self, step: int, elapsed: float, lr: float) -> str:
+        """The log line of this window; starts the next window."""
+        m = {k: self.mean(k) for k in self.KEYS}
+        sps = self.n / max(1e-9, time.time() - self.t)
+        line = (f"step {step} | {elapsed / 60:.1f} min | {sps:.2f} steps/s | lr {lr:.2e} | loss {m['loss']:.4f} "
+                f"l1 {m['l1']:.4f} l2 {m['l2']:.5f} struct {m['struct']:.4f} "
+                f"quant {m['quant']:.4f} gan {m['gan']:.3f} d {m['d']:.3f} | "
+                f"train psnr {m['psnr']:.2f} | usage {codebook_usage(self.hist):.3f} "
+                f"perplexity {perplexity(self.hist):.1f} | threads {torch.get_num_threads()}")
+        self.reset()
+        return line
+
+
 @torch.no_grad()
 def evaluate(model: ImageTokenizer, val: torch.Tensor, batch_size: int, device) -> dict:
     """Held-out PSNR / SSIM (on outputs rounded to uint8, as a user gets them), codebook usage and
@@ -287,21 +435,7 @@ def build(cfg: dict, device) -> tuple[ImageTokenizer, PatchDiscriminator | None]
 def train(cfg: dict, *, resume: bool = False) -> dict:
     """Run the recipe; returns a summary (steps, time, last losses, held-out metrics)."""
     tc, lc, dc = cfg["train"], cfg["loss"], cfg["data"]
-    rank, world, local_rank = _ddp()
-    if tc["device"] == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(tc["device"])
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    # denormal floats (tiny gradients of the zero-initialised blocks) are 10-100x slower on CPUs
-    torch.set_flush_denormal(True)
-    tuner = None
-    if tc["num_threads"] == "adaptive" and device.type == "cpu":
-        tuner = ThreadTuner(list(range(1, os.cpu_count() + 1)))
-    elif tc["num_threads"] and tc["num_threads"] != "adaptive":
-        torch.set_num_threads(int(tc["num_threads"]))
-    torch.manual_seed(tc["seed"] + rank)
+    rank, world, device, tuner = setup_runtime(tc)
 
     out = Path(cfg["log"]["out_dir"])
     if rank == 0:
@@ -330,21 +464,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     step, elapsed_before, best = 0, 0.0, -1.0
     ckpt = out / "checkpoint"
     if resume:
-        if not (ckpt / "state.json").exists():
-            raise ConfigError(f"{ckpt}: nothing to resume (no state.json); drop --resume to start fresh")
-        from safetensors.torch import load_file
-
-        state = json.loads((ckpt / "state.json").read_text())
-        loaded = ImageTokenizer.from_pretrained(ckpt)
-        if config_to_dict(loaded.cfg) != config_to_dict(raw_model.cfg):
-            raise ConfigError(f"{ckpt}: the checkpoint's model config differs from the YAML's 'model' section; "
-                              f"resume with the config it was trained with, or start a new out_dir")
-        raw_model.load_state_dict(loaded.state_dict())
-        tensors = load_file(str(ckpt / "optimizer.safetensors"))
-        load_optimizer(opt, tensors, state["optimizer"], "model")
-        if disc is not None and (ckpt / "discriminator.safetensors").exists():
-            disc.load_state_dict(load_file(str(ckpt / "discriminator.safetensors")))
-            load_optimizer(opt_d, tensors, state["optimizer_d"], "disc")
+        state = load_training_state(ckpt, raw_model, opt, disc, opt_d)
         step, elapsed_before, best = state["step"], state["elapsed"], state.get("best_psnr", -1.0)
         if rank == 0 and "sampler" in state:
             sampler.set_state(state["sampler"])
@@ -379,39 +499,16 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     def save_checkpoint():
         if rank != 0:
             return
-        from safetensors.torch import save_file
-
-        tmp = out / "checkpoint.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        raw_model.save_pretrained(tmp)
-        tensors, meta = optimizer_tensors(opt, "model")
         state = {"step": step, "elapsed": elapsed_before + (time.time() - t0), "best_psnr": best,
-                 "optimizer": meta, "sampler": sampler.state(), "config": cfg["model"]}
-        if disc is not None:
-            dmod = disc.module if hasattr(disc, "module") else disc
-            save_file({k: v.detach().cpu().contiguous() for k, v in dmod.state_dict().items()},
-                      str(tmp / "discriminator.safetensors"))
-            t_d, meta_d = optimizer_tensors(opt_d, "disc")
-            tensors.update(t_d)
-            state["optimizer_d"] = meta_d
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(state, default=str) + "\n")
-        # swap in the new checkpoint only once it is complete: a kill never leaves a broken one
-        old = out / "checkpoint.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if ckpt.exists():
-            ckpt.rename(old)
-        tmp.rename(ckpt)
-        shutil.rmtree(old, ignore_errors=True)
+                 "sampler": sampler.state(), "config": cfg["model"]}
+        save_training_state(ckpt, raw_model, opt, state, disc, opt_d)
 
     t0 = time.time()
     last_ckpt = time.time()
-    window = {"loss": 0.0, "l1": 0.0, "l2": 0.0, "struct": 0.0, "quant": 0.0, "gan": 0.0, "d": 0.0, "psnr": 0.0, "n": 0}
-    hist = torch.zeros(raw_model.quantizer.codebook_size, dtype=torch.float64)
+    window = StepWindow(raw_model.quantizer.codebook_size)
     first_loss = None
     metrics = {}
     model.train()
-    t_window = time.time()
     while step < tc["steps"]:
         elapsed = elapsed_before + (time.time() - t0)
         if tc["time_limit_min"] and elapsed >= 60 * tc["time_limit_min"]:
@@ -425,60 +522,16 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             recon, codes, aux = model(x)
         recon = recon.float()
-        l1 = (recon - x).abs().mean()
-        l2 = (recon - x).pow(2).mean()
-        st = structural_loss(recon.clamp(0, 1), x, lc["structural_kind"]) if lc["structural"] > 0 else recon.new_zeros(())
-        rec = lc["l1"] * l1 + lc["l2"] * l2 + lc["structural"] * st
-        loss = rec + lc["quantizer"] * aux
-        gan_on = disc is not None and step >= lc["gan_start"]
-        g_loss = recon.new_zeros(())
-        if gan_on:
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                g_loss = hinge_g_loss(disc(recon * 2 - 1).float())
-            w = lc["gan"]
-            if lc["adaptive_gan_weight"]:
-                w = w * adaptive_gan_weight(rec, g_loss, raw_model.decoder.last_layer)
-            loss = loss + w * g_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tc["grad_clip"]:
-            torch.nn.utils.clip_grad_norm_(raw_model.parameters(), tc["grad_clip"])
-        opt.step()
-        d_loss = recon.new_zeros(())
-        if gan_on:
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                d_loss = hinge_d_loss(disc(x * 2 - 1).float(), disc(recon.detach() * 2 - 1).float())
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
+        losses = tokenizer_step(raw_model, recon, x, aux, lc, step, opt, tc["grad_clip"], disc, opt_d, amp)
         step += 1
         if tuner is not None:
             tuner.step(step)
 
         if first_loss is None:
-            first_loss = float(rec.detach())
-        with torch.no_grad():
-            window["loss"] += float(loss)
-            window["l1"] += float(l1)
-            window["l2"] += float(l2)
-            window["struct"] += float(st)
-            window["quant"] += float(aux)
-            window["gan"] += float(g_loss)
-            window["d"] += float(d_loss)
-            window["psnr"] += float(psnr(recon.detach().clamp(0, 1), x).mean())
-            window["n"] += 1
-            hist += code_histogram(codes, raw_model.quantizer.codebook_size)
+            first_loss = float(losses["rec"])
+        window.add(losses, recon.detach(), x, codes)
         if rank == 0 and (step % cfg["log"]["every"] == 0 or step == tc["steps"]):
-            n = window["n"]
-            sps = n / max(1e-9, time.time() - t_window)
-            log(f"step {step} | {elapsed / 60:.1f} min | {sps:.2f} steps/s | lr {lr:.2e} | loss {window['loss'] / n:.4f} "
-                f"l1 {window['l1'] / n:.4f} l2 {window['l2'] / n:.5f} struct {window['struct'] / n:.4f} "
-                f"quant {window['quant'] / n:.4f} gan {window['gan'] / n:.3f} d {window['d'] / n:.3f} | "
-                f"train psnr {window['psnr'] / n:.2f} | usage {codebook_usage(hist):.3f} "
-                f"perplexity {perplexity(hist):.1f} | threads {torch.get_num_threads()}")
-            window = {k: 0.0 for k in window} | {"n": 0}
-            hist.zero_()
-            t_window = time.time()
+            log(window.line(step, elapsed, lr))
         if rank == 0 and (step % cfg["log"]["val_every"] == 0):
             best, _ = validate(step, best)
         if time.time() - last_ckpt > 60 * cfg["log"]["checkpoint_every_min"]:
@@ -495,7 +548,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         size = (out / "final" / "model.safetensors").stat().st_size
         log(f"done: {step} steps in {elapsed / 60:.1f} min; held-out psnr {metrics['psnr']:.2f} (best {best:.2f}); "
             f"final model {size / 1e6:.2f} MB in {out / 'final'}")
-        summary.update(metrics, best_psnr=best, out_dir=str(out), last_loss=window["loss"] / max(1, window["n"]))
+        summary.update(metrics, best_psnr=best, out_dir=str(out), last_loss=window.mean("loss"))
     if world > 1:
         import torch.distributed as dist
 
@@ -511,20 +564,23 @@ def export(src: str | Path, dst: str | Path, dtype: str = "float16") -> Path:
     return Path(dst) / "model.safetensors"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="unitok train image", description="Train an image tokenizer.")
-    ap.add_argument("--config", required=True, help="YAML config (recipes/configs/image_*.yaml)")
+def recipe_parser(modality: str, data_help: str, synthetic_help: str) -> argparse.ArgumentParser:
+    """The command line the recipes share: ``--config``, ``--resume`` and the overrides that
+    :func:`cli_overrides` reads; a recipe adds its export options."""
+    ap = argparse.ArgumentParser(prog=f"unitok train {modality}",
+                                 description=f"Train {'an' if modality[0] in 'aeiou' else 'a'} {modality} tokenizer.")
+    ap.add_argument("--config", required=True, help=f"YAML config (recipes/configs/{modality}_*.yaml)")
     ap.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoint")
     ap.add_argument("--out-dir", help="override log.out_dir")
     ap.add_argument("--steps", type=int, help="override train.steps")
     ap.add_argument("--time-limit-min", type=float, help="override train.time_limit_min")
-    ap.add_argument("--data", help="override data.train (a uint8 [N, H, W, 3] .npy)")
-    ap.add_argument("--synthetic", action="store_true", help="train on generated pictures (no data needed)")
-    ap.add_argument("--export-to", metavar="DIR",
-                    help="do not train: write <out_dir>/best (or --export-from) to DIR in export.dtype, e.g. "
-                         "unitok/assets/image")
-    ap.add_argument("--export-from", metavar="DIR", help="checkpoint folder to export (default <out_dir>/best)")
-    args = ap.parse_args(argv)
+    ap.add_argument("--data", help=data_help)
+    ap.add_argument("--synthetic", action="store_true", help=synthetic_help)
+    return ap
+
+
+def cli_overrides(args: argparse.Namespace) -> dict:
+    """Config overrides from the options of :func:`recipe_parser`."""
     overrides: dict = {}
     if args.out_dir:
         overrides.setdefault("log", {})["out_dir"] = args.out_dir
@@ -536,18 +592,40 @@ def main(argv=None) -> int:
         overrides.setdefault("data", {})["train"] = args.data
     if args.synthetic:
         overrides.setdefault("data", {})["synthetic"] = True
+    return overrides
+
+
+def run_recipe(args: argparse.Namespace, load_config, train, export=None) -> int:
+    """A recipe's ``main`` after parsing: the YAML config with the command line's overrides, then
+    ``export(cfg)`` when given, else ``train(cfg, resume=args.resume)``. A ``ConfigError`` prints
+    its message and gives exit status 2."""
     try:
-        cfg = load_config(args.config, overrides)
-        if args.export_to:
-            src = args.export_from or Path(cfg["log"]["out_dir"]) / "best"
-            path = export(src, args.export_to, cfg["export"]["dtype"])
-            print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) from {src}")
-            return 0
-        train(cfg, resume=args.resume)
+        cfg = load_config(args.config, cli_overrides(args))
+        if export is not None:
+            export(cfg)
+        else:
+            train(cfg, resume=args.resume)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None) -> int:
+    ap = recipe_parser("image", "override data.train (a uint8 [N, H, W, 3] .npy)",
+                       "train on generated pictures (no data needed)")
+    ap.add_argument("--export-to", metavar="DIR",
+                    help="do not train: write <out_dir>/best (or --export-from) to DIR in export.dtype, e.g. "
+                         "unitok/assets/image")
+    ap.add_argument("--export-from", metavar="DIR", help="checkpoint folder to export (default <out_dir>/best)")
+    args = ap.parse_args(argv)
+
+    def export_to(cfg: dict) -> None:
+        src = args.export_from or Path(cfg["log"]["out_dir"]) / "best"
+        path = export(src, args.export_to, cfg["export"]["dtype"])
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) from {src}")
+
+    return run_recipe(args, load_config, train, export_to if args.export_to else None)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ A document is a list of parts in order: ``str``/``bytes`` (text), ``Image``, ``V
 - a text part is its token ids (the text vocabulary's own ids, unchanged); two text parts in a row
   are separated by ``<|sep|>`` so they decode as two parts;
 - a media part is its begin token, its header (shape tokens for each of the codec's
-  ``header_fields``), its codes in the codec's layout, and its end token.
+  ``header_fields``), its codes in the codec's layout, and its end token;
+- a ``Video`` with a sound track is a video part followed by an audio part (when the suite has an
+  audio tokenizer; otherwise the sound is dropped), so it decodes as a ``Video`` and an ``Audio``.
 
 Groups: every text token is a group (or ``text_group_size`` tokens per group); each structural
 token (bos, eos, sep, begin, end) is a group, the header is one group, and a media body brings the
@@ -201,6 +203,10 @@ class UniTokenizer:
                 raise ConfigError(f"part {i} is {'an' if modality[0] in 'aeiou' else 'a'} {modality}, but this "
                                   f"suite has no {modality} tokenizer (it has: {', '.join(self.modalities)})")
             parts.append((modality, item))
+            if modality == "video" and item.audio is not None and "audio" in self.media:
+                # the sound track becomes its own audio segment right after the video; without an
+                # audio tokenizer it is dropped (the video segment holds pictures only)
+                parts.append(("audio", item.audio))
         return parts
 
     def _assemble(self, parts, texts, *, bos: bool, eos: bool) -> TokenSequence:
