@@ -31,7 +31,6 @@ Output folder (``log.out_dir``)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -41,13 +40,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-# recipe plumbing shared with the image recipe (optimizer state in safetensors, logging, schedule, DDP)
-from train_image import Logger, _ddp, load_optimizer, lr_at, optimizer_tensors, read_config
-
 from unitok.audio import AudioTokenizer, AudioTokenizerConfig
 from unitok.checkpoint import config_to_dict
 from unitok.errors import ConfigError
 from unitok.nn import hinge_d_loss, hinge_g_loss
+from unitok.train import (EXPORT_DTYPES, Logger, export_checkpoint, load_training_state, lr_at, read_config,
+                          recipe_parser, run_recipe, save_training_state, setup_runtime)
 from unitok.nn.audio import (
     MelSpectrograms,
     MultiScaleSTFTDiscriminator,
@@ -244,25 +242,14 @@ def export(out_dir: str | Path, target: str | Path, dtype: str = "float16") -> P
     ``dtype``: what gets bundled in ``unitok/assets/audio``."""
     out_dir = Path(out_dir)
     source = out_dir / "best" if (out_dir / "best" / "config.json").exists() else out_dir / "checkpoint"
-    model = AudioTokenizer.from_pretrained(source)
-    torch_dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[dtype]
-    model.save_pretrained(target, dtype=torch_dtype)
+    export_checkpoint(AudioTokenizer, source, target, dtype)
     return source
 
 
 def train(cfg: dict, *, resume: bool = False) -> dict:
     """Run the recipe; returns a summary (steps, time, first and last losses, held-out metrics)."""
     tc, lc, dc = cfg["train"], cfg["loss"], cfg["data"]
-    rank, world, local_rank = _ddp()
-    if tc["device"] == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(tc["device"])
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if tc["num_threads"]:
-        torch.set_num_threads(int(tc["num_threads"]))
-    torch.manual_seed(tc["seed"] + rank)
+    rank, world, device, tuner = setup_runtime(tc)
 
     out = Path(cfg["log"]["out_dir"])
     if rank == 0:
@@ -300,17 +287,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     step, elapsed_before, best = 0, 0.0, float("inf")
     ckpt = out / "checkpoint"
     if resume:
-        if not (ckpt / "state.json").exists():
-            raise ConfigError(f"{ckpt}: nothing to resume (no state.json); drop --resume to start fresh")
-        from safetensors.torch import load_file
-
-        state = json.loads((ckpt / "state.json").read_text())
-        raw_model.load_state_dict(AudioTokenizer.from_pretrained(ckpt).state_dict())
-        tensors = load_file(str(ckpt / "optimizer.safetensors"))
-        load_optimizer(opt, tensors, state["optimizer"], "model")
-        if disc is not None and (ckpt / "discriminator.safetensors").exists():
-            disc.load_state_dict(load_file(str(ckpt / "discriminator.safetensors")))
-            load_optimizer(opt_d, tensors, state["optimizer_d"], "disc")
+        state = load_training_state(ckpt, raw_model, opt, disc, opt_d)
         step, elapsed_before, best = state["step"], state["elapsed"], state.get("best_mel", float("inf"))
         if "sampler" in state:
             sampler.set_state(state["sampler"])
@@ -345,34 +322,9 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     def save_checkpoint():
         if rank != 0:
             return
-        import shutil
-
-        from safetensors.torch import save_file
-
-        tmp = out / "checkpoint.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        raw_model.save_pretrained(tmp)
-        tensors, meta = optimizer_tensors(opt, "model")
         state = {"step": step, "elapsed": elapsed_before + (time.time() - t0), "best_mel": best,
-                 "optimizer": meta, "sampler": sampler.state(), "config": cfg["model"]}
-        if disc is not None:
-            dmod = disc.module if hasattr(disc, "module") else disc
-            save_file({k: v.detach().cpu().contiguous() for k, v in dmod.state_dict().items()},
-                      str(tmp / "discriminator.safetensors"))
-            t_d, meta_d = optimizer_tensors(opt_d, "disc")
-            tensors.update(t_d)
-            state["optimizer_d"] = meta_d
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(state, default=str) + "\n")
-        old = out / "checkpoint.old"
-        if ckpt.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            ckpt.rename(old)
-        tmp.rename(ckpt)
-        if old.exists():
-            shutil.rmtree(old)
+                 "sampler": sampler.state(), "config": cfg["model"]}
+        save_training_state(ckpt, raw_model, opt, state, disc, opt_d)
 
     validated_at = -1
 
@@ -434,6 +386,8 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
             d_loss.backward()
             opt_d.step()
         step += 1
+        if tuner is not None:
+            tuner.step(step)
 
         last_loss = float(rec.detach())
         if first_loss is None:
@@ -469,8 +423,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     if rank == 0:
         validate()
         save_checkpoint()
-        dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[cfg["export"]["dtype"]]
-        raw_model.save_pretrained(out / "final", dtype=dtype)
+        raw_model.save_pretrained(out / "final", dtype=EXPORT_DTYPES[cfg["export"]["dtype"]])
         size = (out / "final" / "model.safetensors").stat().st_size
         log(f"done: {step} steps in {elapsed / 60:.1f} min; held-out mel {metrics[f'mel@{raw_model.levels}']:.4f} "
             f"(best {best:.4f}); final model {size / 1e6:.2f} MB in {out / 'final'}")
@@ -483,44 +436,25 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="unitok train audio", description="Train an audio tokenizer.")
-    ap.add_argument("--config", required=True, help="YAML config (recipes/configs/audio_*.yaml)")
-    ap.add_argument("--resume", action="store_true", help="continue from <out_dir>/checkpoint")
-    ap.add_argument("--out-dir", help="override log.out_dir")
+    ap = recipe_parser("audio", "override data.train (an int16 [N] .npy; its index is data.train_index)",
+                       "train on generated sounds (no data needed)")
     ap.add_argument("--init", metavar="DIR", help="start from the weights in DIR (a checkpoint folder; "
                                                   "its discriminator too when saved there)")
-    ap.add_argument("--steps", type=int, help="override train.steps")
-    ap.add_argument("--time-limit-min", type=float, help="override train.time_limit_min")
-    ap.add_argument("--data", help="override data.train (an int16 [N] .npy; its index is data.train_index)")
-    ap.add_argument("--synthetic", action="store_true", help="train on generated sounds (no data needed)")
     ap.add_argument("--export", metavar="DIR", help="do not train: write <out_dir>/best in export.dtype to DIR "
                                                     "(e.g. unitok/assets/audio) and exit")
     args = ap.parse_args(argv)
-    overrides: dict = {}
-    if args.out_dir:
-        overrides.setdefault("log", {})["out_dir"] = args.out_dir
-    if args.init:
-        overrides.setdefault("train", {})["init"] = args.init
-    if args.steps is not None:
-        overrides.setdefault("train", {})["steps"] = args.steps
-    if args.time_limit_min is not None:
-        overrides.setdefault("train", {})["time_limit_min"] = args.time_limit_min
-    if args.data:
-        overrides.setdefault("data", {})["train"] = args.data
-    if args.synthetic:
-        overrides.setdefault("data", {})["synthetic"] = True
-    try:
-        cfg = load_config(args.config, overrides)
-        if args.export:
-            source = export(cfg["log"]["out_dir"], args.export, cfg["export"]["dtype"])
-            size = (Path(args.export) / "model.safetensors").stat().st_size
-            print(f"exported {source} to {args.export} ({size / 1e6:.2f} MB, {cfg['export']['dtype']})")
-            return 0
-        train(cfg, resume=args.resume)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    def config(path, overrides):
+        if args.init:
+            overrides.setdefault("train", {})["init"] = args.init
+        return load_config(path, overrides)
+
+    def export_to(cfg: dict) -> None:
+        source = export(cfg["log"]["out_dir"], args.export, cfg["export"]["dtype"])
+        size = (Path(args.export) / "model.safetensors").stat().st_size
+        print(f"exported {source} to {args.export} ({size / 1e6:.2f} MB, {cfg['export']['dtype']})")
+
+    return run_recipe(args, config, train, export_to if args.export else None)
 
 
 if __name__ == "__main__":

@@ -41,9 +41,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-# recipe plumbing shared with the image recipe (config reader, logging, schedule, DDP, checkpoints)
-from train_image import (CropSampler, Logger, StepWindow, load_training_state, lr_at, read_config, recipe_parser,
-                         run_recipe, save_training_state, setup_runtime, synthetic_images, tokenizer_step)
+# the image recipe's data helpers; the shared plumbing lives in unitok.train
+from train_image import CropSampler, synthetic_images
 
 from unitok.checkpoint import config_to_dict
 from unitok.errors import ConfigError
@@ -51,6 +50,9 @@ from unitok.image import ImageTokenizer
 from unitok.metrics import code_histogram, codebook_usage, perplexity, psnr, ssim
 from unitok.nn import PatchDiscriminator, structural_loss
 from unitok.video import VideoTokenizer, VideoTokenizerConfig
+from unitok.train import (EXPORT_DTYPES, Logger, StepWindow, export_checkpoint, load_training_state, lr_at,
+                          read_config, recipe_parser, run_recipe, save_training_state, setup_runtime,
+                          tokenizer_step)
 from unitok.video.model import TEMPORAL_LAYERS
 
 DEFAULTS = {
@@ -67,7 +69,6 @@ DEFAULTS = {
     "log": {"out_dir": "data/train_video", "every": 50, "val_every": 500, "checkpoint_every_min": 5.0},
     "export": {"dtype": "float16"},
 }
-DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
@@ -222,7 +223,7 @@ def export(out_dir: str | Path, target: str | Path, dtype: str = "float16", sour
     out_dir = Path(out_dir)
     if source is None:
         source = out_dir / "best" if (out_dir / "best" / "config.json").exists() else out_dir / "checkpoint"
-    VideoTokenizer.from_pretrained(source).save_pretrained(target, dtype=DTYPES[dtype])
+    export_checkpoint(VideoTokenizer, source, target, dtype)
     return Path(source)
 
 
@@ -343,7 +344,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     if rank == 0:
         validate()
         save_checkpoint()
-        raw_model.save_pretrained(out / "final", dtype=DTYPES[cfg["export"]["dtype"]])
+        raw_model.save_pretrained(out / "final", dtype=EXPORT_DTYPES[cfg["export"]["dtype"]])
         size = (out / "final" / "model.safetensors").stat().st_size
         log(f"done: {step} steps in {elapsed / 60:.1f} min; held-out psnr {metrics['psnr']:.2f} (best {best:.2f}) "
             f"at {metrics['bpp']:.4f} bpp; final model {size / 1e6:.2f} MB in {out / 'final'}")

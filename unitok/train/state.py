@@ -1,0 +1,85 @@
+"""Training state on disk without pickle: optimizer state as safetensors + JSON, and a
+checkpoint folder that is swapped in only once complete (a kill never leaves a broken one)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..checkpoint import config_to_dict
+from ..errors import ConfigError
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict, dict]:
+    """Adam state as flat tensors (no pickle) + the JSON-able rest."""
+    sd = opt.state_dict()
+    tensors, meta = {}, {"param_groups": sd["param_groups"], "scalars": {}}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"{prefix}.{pid}.{k}"] = v.detach().cpu().contiguous()
+            else:
+                meta["scalars"][f"{pid}.{k}"] = v
+    return tensors, meta
+
+
+def load_optimizer(opt: torch.optim.Optimizer, tensors: dict, meta: dict, prefix: str) -> None:
+    state: dict = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, state: dict, disc=None, opt_d=None) -> None:
+    """Write ``ckpt`` (model folder + optimizer.safetensors + discriminator + state.json) via a
+    temporary folder swapped in only once complete: a kill never leaves a broken checkpoint.
+    ``state`` (JSON-able) gets the optimizers' non-tensor state added. Shared by the recipes."""
+    from safetensors.torch import save_file
+
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tensors, state["optimizer"] = optimizer_tensors(opt, "model")
+    if disc is not None:
+        dmod = disc.module if hasattr(disc, "module") else disc
+        save_file({k: v.detach().cpu().contiguous() for k, v in dmod.state_dict().items()},
+                  str(tmp / "discriminator.safetensors"))
+        t_d, state["optimizer_d"] = optimizer_tensors(opt_d, "disc")
+        tensors.update(t_d)
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    (tmp / "state.json").write_text(json.dumps(state, default=str) + "\n")
+    old = ckpt.with_name(ckpt.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if ckpt.exists():
+        ckpt.rename(old)
+    tmp.rename(ckpt)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, disc=None, opt_d=None) -> dict:
+    """Inverse of :func:`save_training_state`: load the weights and optimizer state into the given
+    objects (the model's config must equal the checkpoint's) and return ``state.json``."""
+    from safetensors.torch import load_file
+
+    if not (ckpt / "state.json").exists():
+        raise ConfigError(f"{ckpt}: nothing to resume (no state.json); drop --resume to start fresh")
+    state = json.loads((ckpt / "state.json").read_text())
+    loaded = type(model).from_pretrained(ckpt)
+    if config_to_dict(loaded.cfg) != config_to_dict(model.cfg):
+        raise ConfigError(f"{ckpt}: the checkpoint's model config differs from the YAML's 'model' section; "
+                          f"resume with the config it was trained with, or start a new out_dir")
+    model.load_state_dict(loaded.state_dict())
+    tensors = load_file(str(ckpt / "optimizer.safetensors"))
+    load_optimizer(opt, tensors, state["optimizer"], "model")
+    if disc is not None and (ckpt / "discriminator.safetensors").exists():
+        disc.load_state_dict(load_file(str(ckpt / "discriminator.safetensors")))
+        load_optimizer(opt_d, tensors, state["optimizer_d"], "disc")
+    return state
