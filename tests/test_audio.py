@@ -360,7 +360,7 @@ def _recipe():
     return mod
 
 
-@pytest.mark.parametrize("name", ["audio_tiny", "audio_default", "audio_large"])
+@pytest.mark.parametrize("name", ["audio_tiny", "audio_default", "audio_default_l1", "audio_large"])
 def test_configs_parse_and_build(name):
     recipe = _recipe()
     cfg = recipe.load_config(ROOT / "recipes" / "configs" / f"{name}.yaml")
@@ -369,7 +369,7 @@ def test_configs_parse_and_build(name):
     if name != "audio_tiny":
         assert model.sample_rate == 24000 and model.frame_rate == 75
         assert {k: model.bitrates[k] for k in (2, 4, 8)} == {2: 1.5, 4: 3.0, 8: 6.0}
-    if name == "audio_default":
+    if name.startswith("audio_default"):
         n = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
         assert n * 2 < 8e6                                        # fp16 checkpoint under 8 MB
 

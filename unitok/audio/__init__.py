@@ -25,7 +25,7 @@ def load_default(device: str = "cpu") -> AudioTokenizer:
 
     if not (DEFAULT_DIR / "config.json").exists():
         raise ConfigError(f"{DEFAULT_DIR}: the bundled audio tokenizer is missing; reinstall unitok or train "
-                          f"one with `unitok train audio --config recipes/configs/audio_default.yaml`")
+                          f"one with `unitok train audio --config recipes/configs/audio_default_l1.yaml`")
     return AudioTokenizer.from_pretrained(DEFAULT_DIR, device=device)
 
 
