@@ -292,6 +292,22 @@ def test_bad_inputs(text, model):
         VideoTokenizerConfig(temporal=0)
 
 
+def test_headers_over_the_limits_are_refused_before_decoding(text, model):
+    """A generated header may ask for any size; lenient decode must not build it (MediaLimits)."""
+    from unitok.media import MediaLimits
+
+    small = MediaLimits(max_frames=100, max_pixels=64 * 64, max_seconds=10.0, max_decoded_bytes=10**6)
+    tok = UniTokenizer(text, {"video": model}).with_limits(small)
+    ok = {"frames": 17, "height": 32, "width": 32, "fps_num": 25, "fps_den": 1}
+    tok.media["video"].check_header(ok)
+    for change, what in [({"frames": 101}, "frames"), ({"height": 128, "width": 128}, "pixels"),
+                         ({"frames": 99, "fps_num": 1}, "seconds"), ({"frames": 99, "height": 64, "width": 64}, "bytes")]:
+        with pytest.raises(TokenSequenceError, match=what):
+            tok.media["video"].check_header({**ok, **change})
+    with pytest.raises(MediaError, match="frames"):
+        tok.encode(Video(clip(101, 8, 8), 25))
+
+
 # -- checkpoints ------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import importlib
 import json
+import math
 import re
 import typing
 from pathlib import Path
@@ -23,6 +24,7 @@ from .errors import ConfigError
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+MAX_CONFIG_BYTES = 16 * 1024 * 1024   # a config.json larger than this is not read
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy")
 
 _REGISTRY: dict[str, type] = {}
@@ -85,9 +87,14 @@ def read_config(folder: str | Path) -> dict:
     _refuse_pickle(folder)
     path = folder / CONFIG_NAME
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes, more than a config can need "
+                              f"({MAX_CONFIG_BYTES}); the file is corrupt")
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise ConfigError(f"{path}: missing; a checkpoint folder needs {CONFIG_NAME}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid JSON ({e}); the file is truncated or corrupted") from None
     if not isinstance(data, dict) or "type" not in data:
@@ -130,9 +137,13 @@ def load_weights(folder: str | Path) -> dict:
         _refuse_pickle(Path(folder))
         raise ConfigError(f"{path}: missing; a model checkpoint needs {WEIGHTS_NAME}")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise ConfigError(f"{path}: cannot read safetensors ({e}); the file is truncated or corrupted") from None
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(v.isfinite().all()):
+            raise ConfigError(f"{path}: tensor {k!r} holds NaN or infinite values; the file is corrupted")
+    return state
 
 
 def load_pretrained(folder: str | Path, **kwargs):
@@ -140,6 +151,55 @@ def load_pretrained(folder: str | Path, **kwargs):
     config = read_config(folder)
     cls = resolve(config["type"], source=str(Path(folder) / CONFIG_NAME))
     return cls.from_pretrained(folder, **kwargs)
+
+
+def _construction_budget(weights: Path):
+    """A torch function mode that refuses, before allocating, a model much larger than its
+    weights file: a config edited to ask for 2**63 layers or a billion channels must fail with a
+    ConfigError, not exhaust memory or loop for ever while the model is built."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    sized = {torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn, torch.full}
+    # every parameter or buffer has at least one byte and one entry in the file; the slack covers
+    # temporaries (a model creates about one tensor per entry)
+    budget = 2 * weights.stat().st_size + (1 << 24)
+    tensors = 2 * _tensor_count(weights) + 256
+
+    class Budget(TorchFunctionMode):
+        used = created = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in sized:
+                size = kwargs.get("size", args[0] if func is torch.full else args)
+                if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+                    size = size[0]
+                numel = 1
+                for d in size:
+                    numel *= max(int(d), 0)
+                self.used += numel
+                self.created += 1
+                if self.used > budget or self.created > tensors:
+                    what = f"{budget} values" if self.used > budget else f"{tensors} tensors"
+                    raise ConfigError(f"{weights.parent / CONFIG_NAME}: the config describes a model of more than "
+                                      f"{what}, far more than {weights} holds; the config is corrupt or belongs "
+                                      f"to other weights")
+            return func(*args, **kwargs)
+
+    return Budget()
+
+
+def _tensor_count(weights: Path) -> int:
+    """Entries in a safetensors header (read alone: 8 bytes of length, then JSON); a huge number
+    when the header is unreadable, so that load_weights reports the damage instead."""
+    try:
+        with open(weights, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n)) if n <= 100 * 1024 * 1024 else None
+        return len(header) if isinstance(header, dict) else 1 << 40
+    except (OSError, ValueError):
+        return 1 << 40
 
 
 def state_fingerprint(state_dict: dict) -> str:
@@ -162,6 +222,25 @@ def config_to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def _fits(value, hint) -> bool:
+    """Whether a config value has its field's type (for the scalar and tuple types configs use; other
+    hints are left to the dataclass), so a damaged config.json fails here and not deep in a model."""
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is tuple or typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, tuple):
+            return False
+        return args != (int, ...) or all(_fits(v, int) for v in value)
+    return True
+
+
 def config_from_dict(cls: type, data: dict, *, source: str = "config"):
     """Build a (possibly nested) config dataclass from a dict, refusing unknown or ill-typed keys."""
     if not isinstance(data, dict):
@@ -175,10 +254,13 @@ def config_from_dict(cls: type, data: dict, *, source: str = "config"):
     kwargs = {}
     for name, value in data.items():
         hint = hints.get(name)
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        if dataclasses.is_dataclass(hint) and not isinstance(value, hint):
             value = config_from_dict(hint, value, source=f"{source}.{name}")
         elif (hint is tuple or typing.get_origin(hint) is tuple) and isinstance(value, list):
             value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        if not _fits(value, hint):
+            raise ConfigError(f"{source}: {cls.__name__}.{name} must be {getattr(hint, '__name__', hint)}, got "
+                              f"{value!r:.60}")
         kwargs[name] = value
     try:
         return cls(**kwargs)
@@ -210,7 +292,11 @@ class Pretrained:
         if data["type"] != cls.checkpoint_type:
             raise ConfigError(f"{source}: holds a {data['type']!r} checkpoint, not {cls.checkpoint_type!r}")
         cfg = config_from_dict(cls.config_class, data.get("config", {}), source=source)
-        model = cls.from_config(cfg)
+        weights = Path(folder) / WEIGHTS_NAME
+        if not weights.is_file():
+            load_weights(folder)    # raises the right error (missing, or a pickle file instead)
+        with _construction_budget(weights):
+            model = cls.from_config(cfg)
         state = load_weights(folder)
         expected = model.state_dict()
         missing, extra = set(expected) - set(state), set(state) - set(expected)

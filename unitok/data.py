@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError
-from .pipeline.shards import FORMAT, FORMAT_VERSION, GROUP_DTYPE, INDEX_FILE, MegatronIndex, read_megatron_index
+from .pipeline.shards import (FORMAT, FORMAT_VERSION, GROUP_DTYPE, INDEX_FIELDS, INDEX_FILE, MegatronIndex, check_fields,
+                              parse_doc_line, read_megatron_index)
 from .tokenizer import Span, TokenSequence
 
 
@@ -42,6 +43,9 @@ class _Shard:
     ids: np.ndarray
     groups: np.ndarray
     docs: list[bytes]        # one JSON line per document, parsed on access
+
+    def doc(self, j: int) -> dict:
+        return parse_doc_line(self.docs[j], self.prefix.with_name(self.prefix.name + ".docs.jsonl"), j + 1)
 
     @classmethod
     def open(cls, prefix: Path) -> "_Shard":
@@ -76,8 +80,13 @@ class TokenDataset:
                               f"'unitok tokenize ... --resume')") from None
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{index_file}: cannot read ({e})") from None
-        if self.index.get("format") != FORMAT or self.index.get("version") != FORMAT_VERSION:
+        if not isinstance(self.index, dict) or self.index.get("format") != FORMAT or self.index.get(
+                "version") != FORMAT_VERSION:
             raise ConfigError(f"{index_file}: not a unitok tokenized dataset of format version {FORMAT_VERSION}")
+        check_fields(self.index, INDEX_FIELDS, index_file, "the index of a tokenized dataset")
+        if len(self.index["shards"]) != len(self.index["documents_per_shard"]):
+            raise ConfigError(f"{index_file}: {len(self.index['shards'])} shards but "
+                              f"{len(self.index['documents_per_shard'])} document counts; the file was edited or damaged")
         self.fingerprint: str = self.index["fingerprint"]
         self.shard_names: list[str] = list(self.index["shards"])
         self._starts = np.concatenate([[0], np.cumsum(self.index["documents_per_shard"])]).astype(np.int64).tolist()
@@ -118,7 +127,11 @@ class TokenDataset:
             raise IndexError(f"document {i} out of range for {n} documents")
         i = int(i) % n
         k = bisect.bisect_right(self._starts, i) - 1
-        return self._shard(k), i - self._starts[k]
+        shard = self._shard(k)
+        if i - self._starts[k] >= len(shard.docs):
+            raise ConfigError(f"{shard.prefix}: holds {len(shard.docs)} documents, {self.path / INDEX_FILE} says "
+                              f"{self._starts[k + 1] - self._starts[k]}; run 'unitok verify' on the folder")
+        return shard, i - self._starts[k]
 
     def __getitem__(self, i: int) -> dict:
         """``{"id", "ids", "groups", "spans"}`` of document ``i``; ``ids`` and ``groups`` are
@@ -126,14 +139,17 @@ class TokenDataset:
         shard, j = self._locate(i)
         start = int(shard.index.pointers[j]) // shard.ids.itemsize
         stop = start + int(shard.index.sizes[j])
-        doc = json.loads(shard.docs[j])
+        if not 0 <= start <= stop <= len(shard.ids):
+            raise ConfigError(f"{shard.prefix}.idx: document {j} points outside the .bin; the index is damaged "
+                              f"(run 'unitok verify' on the folder)")
+        doc = shard.doc(j)
         return {"id": doc["id"], "ids": shard.ids[start:stop], "groups": shard.groups[start:stop],
                 "spans": [Span(m, a, b) for m, a, b in doc["spans"]]}
 
     def source(self, i: int) -> tuple[int, str]:
         """(record index in the input, source file) of document ``i``."""
         shard, j = self._locate(i)
-        doc = json.loads(shard.docs[j])
+        doc = shard.doc(j)
         return doc["index"], doc["source"]
 
     def sequence(self, i: int) -> TokenSequence:

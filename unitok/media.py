@@ -44,6 +44,7 @@ from .errors import ConfigError, MediaError
 
 __all__ = [
     "Image", "Video", "Audio", "MediaLimits", "DEFAULT_LIMITS", "open_media", "kind_of",
+    "decoded_bytes", "check_document_bytes",
     "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "AUDIO_EXTENSIONS", "TEXT_EXTENSIONS",
 ]
 
@@ -97,6 +98,28 @@ class MediaLimits:
 
 
 DEFAULT_LIMITS = MediaLimits()
+
+
+def decoded_bytes(item: "Image | Video | Audio") -> int:
+    """Bytes a decoded item holds in memory (pixels, frames and samples)."""
+    if isinstance(item, Image):
+        return item.pixels.numel()
+    if isinstance(item, Video):
+        return item.frames.numel() + (decoded_bytes(item.audio) if item.audio is not None else 0)
+    if isinstance(item, Audio):
+        return 4 * item.samples.numel()
+    raise MediaError(f"expected an Image, Video or Audio, got {type(item).__name__}")
+
+
+def check_document_bytes(total: int, item: "Image | Video | Audio", limits: MediaLimits, name: str) -> int:
+    """``total`` plus the bytes of ``item``, refused once a document's media together go over
+    ``limits.max_decoded_bytes`` (each file is checked alone while it is read; this bounds a
+    document that lists many large files, or one file many times)."""
+    total += decoded_bytes(item)
+    if total > limits.max_decoded_bytes:
+        raise MediaError(f"the document's media decode to {total} bytes together, over the limit of "
+                         f"{limits.max_decoded_bytes} (MediaLimits.max_decoded_bytes)", name)
+    return total
 
 
 def _check_picture_size(width: int, height: int, limits: MediaLimits, name: str) -> None:
@@ -181,6 +204,8 @@ def _resolve(source: Source, limits: MediaLimits) -> _Input:
             raise MediaError("file not found", name) from None
         except OSError as e:
             raise MediaError(f"cannot access the file ({e.strerror or e})", name) from e
+        except ValueError as e:  # a NUL byte in the name (possible in JSON manifests)
+            raise MediaError(f"not a usable file name ({e})", repr(name)) from None
         if stat.S_ISDIR(st.st_mode):
             raise MediaError("is a directory, not a file", name)
         if not stat.S_ISREG(st.st_mode):
@@ -258,6 +283,16 @@ def _first_video_stream(container) -> av.video.stream.VideoStream | None:
 
 def _first_audio_stream(container) -> av.audio.stream.AudioStream | None:
     return container.streams.audio[0] if container.streams.audio else None
+
+
+def _decoder_of(stream, name: str):
+    """The stream's codec context. PyAV gives None when FFmpeg has no decoder for the codec the
+    container names, which is what a damaged codec tag or an exotic codec looks like."""
+    cc = stream.codec_context
+    if cc is None:
+        raise MediaError(f"no decoder for the {stream.type} stream (its codec is unknown: the file is corrupt "
+                         f"or uses an unsupported codec)", name)
+    return cc
 
 
 # FFmpeg demuxers that hold one still picture (plus "gif", which may also be animated).
@@ -792,7 +827,7 @@ def _decode_picture_av(inp: _Input, limits: MediaLimits) -> torch.Tensor:
         if kind != "image":
             raise MediaError("not an image" + (f" ({_USE[kind]})" if kind else ""), inp.name)
         stream = _first_video_stream(container)
-        cc = stream.codec_context
+        cc = _decoder_of(stream, inp.name)
         if cc.width and cc.height:
             _check_picture_size(cc.width, cc.height, limits, inp.name)
         try:
@@ -864,7 +899,7 @@ class _AudioCollector:
 
 def _check_audio_stream(stream, container, limits: MediaLimits, name: str) -> None:
     """Refuse from the declared format and duration, before decoding anything."""
-    cc = stream.codec_context
+    cc = _decoder_of(stream, name)
     rate, channels = cc.sample_rate or 0, cc.channels or 0
     if rate <= 0:
         raise MediaError(f"audio declares an invalid sample rate ({rate} Hz)", name)
@@ -1175,7 +1210,7 @@ def _read_video(container, inp: _Input, limits: MediaLimits, with_audio: bool) -
         # A still picture is not a one-frame video (GIFs are both).
         prefix = "no video stream" if vstream is None else "not a video"
         raise MediaError(prefix + (f" ({_USE[kind]})" if kind else ""), name)
-    cc = vstream.codec_context
+    cc = _decoder_of(vstream, name)
     width, height = cc.width, cc.height
     if width or height:
         _check_picture_size(width, height, limits, name)

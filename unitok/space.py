@@ -42,6 +42,7 @@ DIM_BASE = 1024           # shape tokens <|dim:0|> .. <|dim:1023|>: digits of a 
 DIM_DIGITS = 2            # every shape field is written with this many digits (max 1024**2 - 1)
 SPECIAL_BLOCK = 2048      # NAMED_SLOTS + DIM_BASE + reserved slots
 MAX_DIM = DIM_BASE ** DIM_DIGITS - 1
+MAX_IDS = 2**31 - 1       # ids are stored as int32 in tokenized shards (uint16 for small spaces)
 
 BEGIN = {m: f"<|{m}|>" for m in MEDIA_MODALITIES}
 END = {m: f"<|/{m}|>" for m in MEDIA_MODALITIES}
@@ -59,6 +60,10 @@ class Range:
     @property
     def size(self) -> int:
         return self.stop - self.start
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def _canonical(obj) -> str:
@@ -91,17 +96,32 @@ class TokenSpace:
         codebook_sizes: Mapping[str, Sequence[int]] | None = None,
         components: Mapping[str, str] | None = None,
     ):
+        if not isinstance(codebook_sizes or {}, Mapping):
+            raise ConfigError(f"codebook_sizes must map modalities to lists of sizes, got {codebook_sizes!r:.80}")
         codebook_sizes = dict(codebook_sizes or {})
         unknown = set(codebook_sizes) - set(MEDIA_MODALITIES)
         if unknown:
-            raise ConfigError(f"unknown modalities {sorted(unknown)}; expected some of {MEDIA_MODALITIES}")
-        if not isinstance(text_vocab_size, int) or text_vocab_size < 1:
-            raise ConfigError(f"text_vocab_size must be a positive int, got {text_vocab_size!r}")
-        self.text_vocab_size = text_vocab_size
-        self.codebook_sizes = {m: [int(s) for s in codebook_sizes[m]] for m in MEDIA_MODALITIES if m in codebook_sizes}
-        for m, sizes in self.codebook_sizes.items():
+            raise ConfigError(f"unknown modalities {sorted(map(str, unknown))}; expected some of {MEDIA_MODALITIES}")
+        if not _is_int(text_vocab_size) or text_vocab_size < 1:
+            raise ConfigError(f"text_vocab_size must be a positive int, got {text_vocab_size!r:.80}")
+        self.text_vocab_size = int(text_vocab_size)
+        self.codebook_sizes = {}
+        for m in MEDIA_MODALITIES:
+            if m not in codebook_sizes:
+                continue
+            sizes = codebook_sizes[m]
+            if not isinstance(sizes, (list, tuple, np.ndarray)) or not all(map(_is_int, sizes)):
+                raise ConfigError(f"{m}: codebook sizes must be a list of integers, got {sizes!r:.80}")
             if not sizes or any(s < 2 for s in sizes):
-                raise ConfigError(f"{m}: every level needs a codebook of at least 2 codes, got {sizes}")
+                raise ConfigError(f"{m}: every level needs a codebook of at least 2 codes, got {list(sizes)!r:.80}")
+            self.codebook_sizes[m] = [int(s) for s in sizes]
+        total = self.text_vocab_size + SPECIAL_BLOCK + sum(sum(v) for v in self.codebook_sizes.values())
+        if total > MAX_IDS:
+            raise ConfigError(f"the token space would have {total} ids; at most {MAX_IDS} are supported (ids are "
+                              f"stored as int32)")
+        if not isinstance(components or {}, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in (components or {}).items()):
+            raise ConfigError(f"components must map names to fingerprint strings, got {components!r:.80}")
         self.components = dict(sorted((components or {}).items()))
 
         ranges = [Range("text", 0, 0, text_vocab_size),
@@ -318,9 +338,11 @@ class TokenSpace:
         for key, want in fixed.items():
             if data.get(key) != want:
                 raise ConfigError(f"{source}: {key} is {data.get(key)!r}, this unitok uses {want!r}")
+        if "text_vocab_size" not in data:
+            raise ConfigError(f"{source}: malformed manifest (no 'text_vocab_size')")
         try:
             space = cls(data["text_vocab_size"], data.get("codebook_sizes") or {}, data.get("components") or {})
-        except (KeyError, TypeError) as e:
+        except ConfigError as e:
             raise ConfigError(f"{source}: malformed manifest ({e})") from None
         if "fingerprint" in data and data["fingerprint"] != space.fingerprint:
             raise ConfigError(f"{source}: fingerprint does not match its content (the file was edited or "
@@ -341,6 +363,8 @@ class TokenSpace:
 
     def check_fingerprint(self, fingerprint: str | None, *, source: str = "token ids") -> None:
         """Raise ``ConfigError`` when ids made with another space are decoded with this one."""
+        if fingerprint is not None and not isinstance(fingerprint, str):
+            raise ConfigError(f"{source}: a fingerprint is a string, got {type(fingerprint).__name__}")
         if fingerprint is not None and fingerprint != self.fingerprint:
             raise ConfigError(
                 f"{source} were made with token space {fingerprint[:12]}, but this tokenizer's space is "

@@ -19,6 +19,7 @@ groups of its layout.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from .space import BEGIN, DIM_DIGITS, END, MEDIA_MODALITIES, TokenSpace
 
 SUITE_CONFIG = "suite.json"
 DEFAULT_MAX_SEGMENT_TOKENS = 1 << 24   # a decoded header may not ask for more tokens than this
+DEFAULT_MAX_TOKENS = 1 << 24           # tokens per document, encoded or decoded (padding included)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,10 @@ class TokenSequence:
             raise ConfigError(f"{source}: not a token sequence ({e})") from None
         if ids.ndim != 1 or groups.shape != ids.shape:
             raise ConfigError(f"{source}: 'ids' and 'groups' must be flat lists of the same length")
-        return cls(ids, groups, spans, data.get("fingerprint"))
+        fingerprint = data.get("fingerprint")
+        if fingerprint is not None and not isinstance(fingerprint, str):
+            raise ConfigError(f"{source}: 'fingerprint' must be a string, got {type(fingerprint).__name__}")
+        return cls(ids, groups, spans, fingerprint)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict()) + "\n")
@@ -135,10 +140,16 @@ class UniTokenizer:
         media: media tokenizers by modality (``"image"``, ``"video"``, ``"audio"``).
         text_group_size: text tokens per group (1 = next-token prediction).
         max_segment_tokens: decoding refuses a media header that asks for more tokens.
+        max_tokens: most tokens in one document: ``encode`` refuses a longer document and
+            ``decode`` a longer sequence, or segments whose headers together ask for more (what
+            lenient decoding would pad them to). Change it later with ``tok.max_tokens = n``.
+        limits: ``MediaLimits`` for the media files ``encode`` opens (``pathlib.Path`` parts) and
+            for the size a decoded header may ask for; see :attr:`limits`.
     """
 
     def __init__(self, text, media: dict | None = None, *, text_group_size: int = 1,
-                 max_segment_tokens: int = DEFAULT_MAX_SEGMENT_TOKENS):
+                 max_segment_tokens: int = DEFAULT_MAX_SEGMENT_TOKENS, max_tokens: int = DEFAULT_MAX_TOKENS,
+                 limits=None):
         media = dict(media or {})
         for name, codec in media.items():
             if name not in MEDIA_MODALITIES:
@@ -150,6 +161,9 @@ class UniTokenizer:
         self.media = {m: media[m] for m in MEDIA_MODALITIES if m in media}
         self.text_layout = Sequential(text_group_size)
         self.max_segment_tokens = max_segment_tokens
+        self.max_tokens = max_tokens
+        if limits is not None:
+            self.limits = limits
         components = {"text": text.fingerprint, "text_layout": json.dumps(self.text_layout.config())}
         components.update({m: c.fingerprint() for m, c in self.media.items()})
         self.space = TokenSpace(text.n_vocab, {m: c.codebook_sizes for m, c in self.media.items()}, components)
@@ -161,6 +175,38 @@ class UniTokenizer:
     @property
     def modalities(self) -> list[str]:
         return ["text", *self.media]
+
+    @property
+    def limits(self):
+        """The ``MediaLimits`` in force: files opened by ``encode`` are read under them, a document's
+        media together may not decode to more than ``max_decoded_bytes``, and ``decode`` refuses
+        headers that ask for more pixels, frames or seconds. Setting it also sets the ``limits`` of
+        every media tokenizer that has one."""
+        from .media import DEFAULT_LIMITS
+
+        return getattr(self, "_limits", DEFAULT_LIMITS)
+
+    @limits.setter
+    def limits(self, value) -> None:
+        from .media import MediaLimits
+
+        if not isinstance(value, MediaLimits):
+            raise ConfigError(f"limits must be a unitok.media.MediaLimits, got {type(value).__name__}")
+        self._limits = value
+        for codec in self.media.values():
+            if hasattr(codec, "limits"):
+                codec.limits = value
+
+    def with_limits(self, limits=None, *, max_tokens: int | None = None) -> "UniTokenizer":
+        """A copy with other ``limits`` and/or ``max_tokens`` that shares this suite's models (and
+        leaves this one as it is)."""
+        other = copy.copy(self)
+        other.media = {m: copy.copy(c) for m, c in self.media.items()}   # new attributes, same weights
+        if limits is not None:
+            other.limits = limits
+        if max_tokens is not None:
+            other.max_tokens = max_tokens
+        return other
 
     # -- encode ------------------------------------------------------------------------------------
 
@@ -190,11 +236,13 @@ class UniTokenizer:
     def _parts(self, x) -> list[tuple[str, object]]:
         items = list(x) if isinstance(x, (list, tuple)) else [x]
         parts = []
+        opened = 0   # bytes of the media this call decoded from files
         for i, item in enumerate(items):
             if isinstance(item, Path):
-                from .media import open_media
+                from .media import check_document_bytes, open_media
 
-                item = open_media(item)
+                path, item = item, open_media(item, limits=self.limits)
+                opened = check_document_bytes(opened, item, self.limits, str(path))
             modality = _modality_of_item(item)
             if modality == "text":
                 if len(item) == 0:
@@ -231,7 +279,7 @@ class UniTokenizer:
         if bos:
             emit([self._sp["<|bos|>"]])
         previous = None
-        for (modality, item), text_ids in zip(parts, texts):
+        for i, ((modality, item), text_ids) in enumerate(zip(parts, texts)):
             if modality == "text":
                 if previous == "text":
                     emit([self._sp["<|sep|>"]])
@@ -248,6 +296,10 @@ class UniTokenizer:
                 emit([self._sp[END[modality]]])
             spans.append(Span(modality, start, n))
             previous = modality
+            if n + eos > self.max_tokens:
+                raise MediaError(f"the document has more than {self.max_tokens} tokens ({n + eos} once part {i}, "
+                                 f"{'an' if modality[0] in 'aeiou' else 'a'} {modality}, is in); raise "
+                                 f"UniTokenizer.max_tokens for longer documents")
         if eos:
             emit([self._sp["<|eos|>"]])
         cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64)  # noqa: E731
@@ -261,13 +313,23 @@ class UniTokenizer:
         ``strict=True`` raises ``TokenSequenceError`` naming the position and the reason of the
         first problem (unknown id, truncated group, missing end token, wrong-modality id inside a
         segment, ...). ``strict=False`` repairs what it can and lists each repair in
-        ``result.repairs``. Ids made with another token space raise ``ConfigError``.
+        ``result.repairs``. Ids made with another token space raise ``ConfigError``. Nothing is
+        allocated for a header before it is checked: ``max_tokens``, ``max_segment_tokens`` and the
+        codecs' ``limits`` bound what a sequence may ask for, in both modes.
         """
         if isinstance(ids, TokenSequence):
             fingerprint = fingerprint or ids.fingerprint
             ids = ids.ids
         self.space.check_fingerprint(fingerprint)
-        return _Decoder(self, _as_id_array(ids), strict).run()
+        ids = _as_id_array(ids)
+        repairs = []
+        if len(ids) > self.max_tokens:
+            reason = f"the sequence has {len(ids)} ids, more than the limit of {self.max_tokens} (max_tokens)"
+            if strict:
+                raise TokenSequenceError(reason, self.max_tokens)
+            repairs.append(Repair(self.max_tokens, "dropped", f"{reason}; dropped the ids beyond it"))
+            ids = ids[:self.max_tokens]
+        return _Decoder(self, ids, strict, repairs).run()
 
     # -- persistence -------------------------------------------------------------------------------
 
@@ -288,20 +350,13 @@ class UniTokenizer:
         folder = Path(folder)
         if not folder.is_dir():
             raise ConfigError(f"{folder}: tokenizer suite folder not found")
-        suite = {}
-        if (folder / SUITE_CONFIG).exists():
-            try:
-                suite = json.loads((folder / SUITE_CONFIG).read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise ConfigError(f"{folder / SUITE_CONFIG}: not valid JSON ({e})") from None
-            if not isinstance(suite, dict):
-                raise ConfigError(f"{folder / SUITE_CONFIG}: expected a JSON object")
+        suite = _read_suite_config(folder / SUITE_CONFIG)
         text = checkpoint.load_pretrained(folder / "text")
         names = suite.get("modalities")
         if names is None:  # a folder without suite.json: every modality folder that is there
             names = [m for m in MEDIA_MODALITIES if (folder / m / checkpoint.CONFIG_NAME).exists()]
         media = {m: checkpoint.load_pretrained(folder / m, device=device) for m in names}
-        tok = cls(text, media, text_group_size=int(suite.get("text_group_size", 1)))
+        tok = cls(text, media, text_group_size=suite.get("text_group_size", 1))
         manifest = folder / "space.json"
         if manifest.exists():
             saved = TokenSpace.load(manifest)
@@ -310,6 +365,27 @@ class UniTokenizer:
                                   f"(fingerprint {saved.fingerprint[:12]} vs {tok.space.fingerprint[:12]}); a "
                                   f"component was changed after the suite was saved")
         return tok
+
+
+def _read_suite_config(path: Path) -> dict:
+    """``suite.json`` checked field by field (a missing file is an empty suite config)."""
+    if not path.exists():
+        return {}
+    try:
+        suite = json.loads(path.read_bytes())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(suite, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    names = suite.get("modalities")
+    if names is not None and (not isinstance(names, list) or not all(m in MEDIA_MODALITIES for m in names)
+                              or len(set(names)) != len(names)):
+        raise ConfigError(f"{path}: 'modalities' must be a list of distinct names out of {list(MEDIA_MODALITIES)}, "
+                          f"got {names!r:.80}")
+    size = suite.get("text_group_size", 1)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"{path}: 'text_group_size' must be a positive integer, got {size!r:.80}")
+    return suite
 
 
 def _as_id_array(ids) -> np.ndarray:
@@ -325,6 +401,10 @@ def _as_id_array(ids) -> np.ndarray:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise TokenSequenceError(f"id {arr[i]!r} is not an integer", i)
+        huge = np.abs(arr) >= 2.0**63   # would wrap around when cast to int64
+        if huge.any():
+            i = int(np.flatnonzero(huge)[0])
+            raise TokenSequenceError(f"id {arr[i]!r} is beyond the int64 range", i)
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise TokenSequenceError("ids beyond the int64 range")
     return arr.astype(np.int64)
@@ -334,11 +414,14 @@ class _Decoder:
     """One pass over an id sequence. Text runs and media bodies are found with numpy searches so
     the Python loop only visits structural tokens."""
 
-    def __init__(self, tok: UniTokenizer, ids: np.ndarray, strict: bool):
+    def __init__(self, tok: UniTokenizer, ids: np.ndarray, strict: bool, repairs: Iterable[Repair] = ()):
         self.tok, self.ids, self.strict = tok, ids, strict
         self.space = tok.space
         self.items: list = []
-        self.repairs: list[Repair] = []
+        self.repairs: list[Repair] = list(repairs)
+        # tokens the media segments decoded so far declared: lenient decoding pads a segment to its
+        # header, so a few ids could otherwise ask for unbounded output
+        self.declared = 0
         sp = tok._sp
         self.begin = {sp[BEGIN[m]]: m for m in MEDIA_MODALITIES}
         self.end = {sp[END[m]]: m for m in MEDIA_MODALITIES}
@@ -405,9 +488,14 @@ class _Decoder:
             if len(layout) > self.tok.max_segment_tokens:
                 raise TokenSequenceError(f"asks for {len(layout)} tokens, more than the limit of "
                                          f"{self.tok.max_segment_tokens}")
+            if self.declared + len(layout) > self.tok.max_tokens:
+                raise TokenSequenceError(f"asks for {len(layout)} tokens, which would bring the document's media "
+                                         f"to {self.declared + len(layout)}, more than the limit of "
+                                         f"{self.tok.max_tokens} (max_tokens)")
         except (TokenSequenceError, ConfigError) as e:
             return self._drop(begin, begin + 1, modality,
                               f"impossible {modality} header {header}: {getattr(e, 'reason', e)}")
+        self.declared += len(layout)
         body_start = begin + 1 + width
         body_stop, close = self._body_end(begin, body_start, end_id, modality, len(layout))
         levels, codes = self.space.media_codes(modality, ids[body_start:body_stop])

@@ -41,7 +41,7 @@ from torch.nn.utils import parametrize
 from ..checkpoint import register
 from ..errors import ConfigError, MediaError, TokenSequenceError
 from ..layout import CodecDepth, Delay
-from ..media import Audio
+from ..media import DEFAULT_LIMITS, Audio
 from ..modality import MediaTokenizer
 from ..nn.audio import ELU, Conv1d, LSTM1d, ResUnit1d, Seq, Upsample1d
 from ..quantize import ResidualQuantizer, ResidualQuantizerConfig
@@ -50,6 +50,7 @@ from ..space import MAX_DIM
 LENGTH_BASE = MAX_DIM + 1          # samples_high * LENGTH_BASE + samples_low
 MIN_RATE, MAX_RATE = 1000, 384_000  # accepted input sample rates (as MediaLimits)
 LAYOUTS = ("codec_depth", "delay")
+MAX_DILATION = 1 << 16              # largest dilation of a residual unit's convolution
 
 
 @dataclass
@@ -76,6 +77,11 @@ class AudioTokenizerConfig:
             raise ConfigError("audio config: channels and every entry of ratios must be >= 1")
         if self.res_units < 0 or self.dilation_base < 1 or self.lstm < 0:
             raise ConfigError("audio config: res_units and lstm must be >= 0, dilation_base >= 1")
+        if self.res_units > 1 and (self.res_units - 1) * math.log2(self.dilation_base) > math.log2(MAX_DILATION):
+            # the convolutions pad by the dilation: a damaged config must not make every encode
+            # allocate gigabytes of padding
+            raise ConfigError(f"audio config: dilation_base ** (res_units - 1) must be at most {MAX_DILATION}, got "
+                              f"{self.dilation_base} ** {self.res_units - 1}")
         if self.kernel < 1 or (not self.causal and self.kernel % 2 == 0):
             raise ConfigError(f"audio config: kernel must be >= 1 (odd for a non-causal model), got {self.kernel}")
         if self.layout not in LAYOUTS:
@@ -239,6 +245,7 @@ class AudioTokenizer(MediaTokenizer):
     modality = "audio"
     header_fields = ("levels", "sample_rate", "samples_high", "samples_low")
     config_class = AudioTokenizerConfig
+    limits = DEFAULT_LIMITS   # the longest sound a decoded header may ask for (max_seconds)
 
     def __init__(self, cfg: AudioTokenizerConfig | None = None):
         super().__init__()
@@ -416,8 +423,12 @@ class AudioTokenizer(MediaTokenizer):
         if not MIN_RATE <= header["sample_rate"] <= MAX_RATE:
             raise TokenSequenceError(f"audio header sample_rate {header['sample_rate']} Hz is outside "
                                      f"{MIN_RATE}..{MAX_RATE} Hz")
-        if header["samples_high"] * LENGTH_BASE + header["samples_low"] < 1:
+        n_in = header["samples_high"] * LENGTH_BASE + header["samples_low"]
+        if n_in < 1:
             raise TokenSequenceError("audio header length is 0 samples")
+        if n_in / header["sample_rate"] > self.limits.max_seconds:
+            raise TokenSequenceError(f"audio header asks for {n_in / header['sample_rate']:.0f} s, over the limit of "
+                                     f"{self.limits.max_seconds:g} s (MediaLimits.max_seconds)")
 
     def encode_item(self, item) -> tuple[dict[str, int], object]:
         """Audio -> (header, codes [n_levels, T] int64 numpy)."""
@@ -425,6 +436,9 @@ class AudioTokenizer(MediaTokenizer):
             raise MediaError(f"the audio tokenizer takes an Audio, got {type(item).__name__}")
         if not MIN_RATE <= item.sample_rate <= MAX_RATE:
             raise MediaError(f"sample rate {item.sample_rate} Hz is outside the supported {MIN_RATE}..{MAX_RATE} Hz")
+        if item.duration > self.limits.max_seconds:   # what decode would refuse is not encoded either
+            raise MediaError(f"audio lasts {item.duration:.0f} s, over the limit of {self.limits.max_seconds:g} s "
+                             f"(MediaLimits.max_seconds)")
         n = self._levels_arg(None)
         N = item.num_samples
         header = {"levels": n, "sample_rate": item.sample_rate, "samples_high": N // LENGTH_BASE,

@@ -26,7 +26,7 @@ from torch import nn
 from ..checkpoint import register
 from ..errors import ConfigError, MediaError, TokenSequenceError
 from ..layout import NextScale, Raster
-from ..media import Image
+from ..media import DEFAULT_LIMITS, Image
 from ..modality import MediaTokenizer
 from ..nn import AttnBlock, Downsample, ResBlock, Upsample, norm2d
 from ..quantize import MultiScaleQuantizer, QuantizerConfig, build_quantizer
@@ -134,6 +134,7 @@ class ImageTokenizer(MediaTokenizer):
     modality = "image"
     header_fields = ("height", "width")
     config_class = ImageTokenizerConfig
+    limits = DEFAULT_LIMITS   # the largest picture a decoded header may ask for (max_side, max_pixels)
 
     def __init__(self, cfg: ImageTokenizerConfig = ImageTokenizerConfig()):
         super().__init__()
@@ -242,15 +243,26 @@ class ImageTokenizer(MediaTokenizer):
 
     def check_header(self, header: dict[str, int]) -> None:
         super().check_header(header)
+        side = min(MAX_SIDE, self.limits.max_side)
         for name in self.header_fields:
-            if header[name] > MAX_SIDE:
-                raise TokenSequenceError(f"image {name} {header[name]} is larger than {MAX_SIDE} pixels")
+            if header[name] > side:
+                raise TokenSequenceError(f"image {name} {header[name]} is larger than {side} pixels"
+                                         + (" (MediaLimits.max_side)" if side < MAX_SIDE else ""))
+        pixels = header["height"] * header["width"]
+        if pixels > self.limits.max_pixels:
+            # decoding runs the decoder at full size: refuse what Image.open would refuse to read
+            raise TokenSequenceError(f"image of {header['width']}x{header['height']} = {pixels} pixels is over the "
+                                     f"limit of {self.limits.max_pixels} (MediaLimits.max_pixels)")
 
     def encode_item(self, item) -> tuple[dict[str, int], object]:
         if not isinstance(item, Image):
             raise MediaError(f"the image tokenizer takes an Image, got {type(item).__name__}")
+        header = {"height": item.height, "width": item.width}
+        try:
+            self.check_header(header)   # what decode would refuse is not encoded either
+        except TokenSequenceError as e:
+            raise MediaError(f"cannot tokenize this image: {e.reason}") from None
         rgb = item.to_rgb()
-        header = {"height": rgb.height, "width": rgb.width}
         codes = self.encode(rgb.to_float()[None])
         if self.multiscale:
             return header, [c[0].cpu().numpy() for c in codes]

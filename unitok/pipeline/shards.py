@@ -224,6 +224,58 @@ def write_shard(out: Path, content: ShardContent, *, dtype: np.dtype, fingerprin
     return manifest
 
 
+# -- checking the JSON files a run writes (they may be edited or damaged since) ------------------
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _counts(v) -> bool:
+    return isinstance(v, list) and all(map(_count, v))
+
+
+def _str_to_count(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and _count(n) for k, n in v.items())
+
+
+def _files(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(f, dict) and _count(f.get("bytes"))
+                                       and isinstance(f.get("sha256"), str) for k, f in v.items())
+
+
+def _errors(v) -> bool:
+    return isinstance(v, list) and all(isinstance(e, dict) for e in v)
+
+
+def _record_range(v) -> bool:
+    return _counts(v) and len(v) == 2 and v[0] <= v[1]
+
+
+def _is_str(v) -> bool:
+    return isinstance(v, str)
+
+
+SHARD_FIELDS = {"shard": _count, "records": _record_range, "documents": _count, "skipped": _count,
+                "tokens": _count, "tokens_by_modality": _str_to_count, "dtype": _is_str, "fingerprint": _is_str,
+                "files": _files, "errors": _errors}
+INDEX_FIELDS = {"fingerprint": _is_str, "dtype": _is_str, "vocab_size": _count,
+                "shards": lambda v: isinstance(v, list) and all(map(_is_str, v)), "documents_per_shard": _counts,
+                "records": _count, "documents": _count, "skipped": _count, "tokens": _count,
+                "tokens_by_modality": _str_to_count}
+
+
+def check_fields(data, fields: dict, path: Path, what: str) -> dict:
+    """``data`` if it is a JSON object whose ``fields`` all pass their checks, else a ConfigError
+    naming the file and the first bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not {what} (expected a JSON object)")
+    for key, ok in fields.items():
+        if not ok(data.get(key)):
+            raise ConfigError(f"{path}: not {what}: field {key!r} is missing or malformed "
+                              f"({data.get(key)!r:.60}); the file was edited or damaged")
+    return data
+
+
 def read_manifest(path: Path) -> dict:
     try:
         data = json.loads(path.read_bytes())
@@ -234,7 +286,23 @@ def read_manifest(path: Path) -> dict:
     if data.get("version") != FORMAT_VERSION:
         raise ConfigError(f"{path}: shard format version {data.get('version')!r} is not supported "
                           f"(this unitok reads version {FORMAT_VERSION})")
-    return data
+    return check_fields(data, SHARD_FIELDS, path, "a unitok shard manifest")
+
+
+def parse_doc_line(line: bytes, path: Path, number: int) -> dict:
+    """One line of a ``.docs.jsonl`` file, checked (``number`` counts from 1, for messages)."""
+    try:
+        doc = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}, line {number}: not valid JSON ({e}); the file was edited or damaged") from None
+    spans = doc.get("spans") if isinstance(doc, dict) else None
+    if not (isinstance(doc, dict) and _count(doc.get("index")) and isinstance(doc.get("source"), str)
+            and isinstance(doc.get("id"), (str, int)) and isinstance(spans, list)
+            and all(isinstance(x, list) and len(x) == 3 and _is_str(x[0]) and _count(x[1]) and _count(x[2])
+                    for x in spans)):
+        raise ConfigError(f"{path}, line {number}: not a document line (index, id, source, spans); the file was "
+                          f"edited or damaged")
+    return doc
 
 
 def complete_shards(out: Path) -> dict[int, dict]:

@@ -19,11 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, UnitokError
-from .shards import ERRORS_FILE, INDEX_FILE, RUN_FILE, read_manifest, read_megatron_index, shard_name
+from .shards import (ERRORS_FILE, INDEX_FIELDS, INDEX_FILE, RUN_FILE, check_fields, parse_doc_line, read_manifest,
+                     read_megatron_index, shard_name)
 from .sources import iter_records
 from .worker import Options, Worker
 
 PART_SUFFIX = {"image": ".png", "video": ".mp4", "audio": ".wav"}
+RUN_FIELDS = {"inputs": lambda v: isinstance(v, list) and all(isinstance(f, dict) and isinstance(f.get("path"), str)
+                                                              for f in v),
+              "options": lambda v: isinstance(v, dict)}
 
 
 @dataclass
@@ -91,7 +95,11 @@ def _check_shard(out: Path, name: str, vocab_size: int, problems: list[str]) -> 
         g = groups[a:a + n].astype(np.int64)
         if n and (g[0] != 0 or np.any(np.diff(g) < 0)):
             problems.append(f"{where}: document {j}: groups do not start at 0 and never decrease")
-        spans = json.loads(line)["spans"]
+        try:
+            spans = parse_doc_line(line, out / f"{name}.docs.jsonl", j + 1)["spans"]
+        except ConfigError as e:
+            problems.append(str(e))
+            continue
         if any(not 0 <= s < e <= n for _, s, e in spans) or any(p[2] > q[1] for p, q in zip(spans, spans[1:])):
             problems.append(f"{where}: document {j}: spans {spans} do not fit its {n} tokens in order")
     return manifest
@@ -125,8 +133,9 @@ def verify(out: str | Path, tok, *, sample: int = 16, seed: int = 0, decode_to: 
     from ..data import TokenDataset
 
     out = Path(out)
-    run = _read_json(out / RUN_FILE)
-    index = _read_json(out / INDEX_FILE)
+    run = check_fields(_read_json(out / RUN_FILE), RUN_FIELDS, out / RUN_FILE, "the run.json of a tokenize run")
+    index = check_fields(_read_json(out / INDEX_FILE), INDEX_FIELDS, out / INDEX_FILE,
+                         "the index of a tokenized dataset")
     report = VerifyReport()
     problems = report.problems
     try:
@@ -142,21 +151,32 @@ def verify(out: str | Path, tok, *, sample: int = 16, seed: int = 0, decode_to: 
             if m["fingerprint"] != index["fingerprint"] or name != shard_name(m["shard"]):
                 problems.append(f"{out / name}.json: another run's shard (fingerprint or number differ)")
     report.shards = len(manifests)
-    errors = [json.loads(line) for line in (out / ERRORS_FILE).read_bytes().splitlines()] if (
-        out / ERRORS_FILE).exists() else []
+    try:
+        errors = [json.loads(line) for line in (out / ERRORS_FILE).read_bytes().splitlines()] if (
+            out / ERRORS_FILE).exists() else []
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        errors = None
     if errors != [e for m in manifests for e in m["errors"]]:
         problems.append(f"{out / ERRORS_FILE}: does not list the skipped records of the shard manifests")
     if problems:
         return report
-    ds = TokenDataset(out)
+    try:
+        ds = TokenDataset(out)
+    except ConfigError as e:
+        problems.append(str(e))
+        return report
     report.documents = len(ds)
     picks = list(range(len(ds))) if sample < 0 or sample >= len(ds) else sorted(
         random.Random(seed).sample(range(len(ds)), sample))
-    by_record = {ds.source(i)[0]: i for i in picks}
     options = dict(run["options"])
     if not isinstance(options.get("allowed_special"), str):
         options["allowed_special"] = tuple(options.get("allowed_special") or ())
-    worker = Worker(tok, Options(**options))
+    try:
+        by_record = {ds.source(i)[0]: i for i in picks}
+        worker = Worker(tok, Options(**options))
+    except (ConfigError, TypeError) as e:   # TypeError: options this unitok does not know
+        problems.append(f"{out}: cannot check documents ({e})")
+        return report
     if decode_to is not None:
         Path(decode_to).mkdir(parents=True, exist_ok=True)
     inputs = [f["path"] for f in run["inputs"]]
@@ -173,7 +193,7 @@ def verify(out: str | Path, tok, *, sample: int = 16, seed: int = 0, decode_to: 
                   and again.spans == seq.spans):
             problems.append(f"{where}: encoding the source again gives other ids than the shard holds")
         try:
-            decoded = tok.decode(seq, strict=True)
+            decoded = worker.tok.decode(seq, strict=True)   # the run's limits, as it encoded
         except UnitokError as e:
             problems.append(f"{where}: does not decode: {e}")
             continue

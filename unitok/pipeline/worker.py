@@ -10,8 +10,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import MediaError, UnitokError
-from ..media import open_media
+from ..errors import ConfigError, MediaError, UnitokError
+from ..media import DEFAULT_LIMITS, MediaLimits, check_document_bytes, open_media
 from .shards import GROUP_DTYPE, Document, Skipped, id_dtype
 from .sources import Blob, Record
 
@@ -27,11 +27,30 @@ class Options:
     allowed_special: tuple | str = ()       # text-vocabulary specials recognised in text, or "all"
     bitrate: float | None = None            # audio: highest bitrate in kbit/s (None: all levels)
     max_tokens: int = 1 << 24               # a longer document is skipped as absurd
+    # MediaLimits fields (max_pixels, max_frames, max_seconds, ...) that differ from the defaults
+    limits: tuple = ()                      # ((name, value), ...)
+
+    def __post_init__(self):
+        if isinstance(self.limits, dict):
+            object.__setattr__(self, "limits", tuple(sorted(self.limits.items())))
+        self.media_limits()   # refuse unknown names and bad values now, not in every worker
+
+    def media_limits(self) -> MediaLimits:
+        """The ``MediaLimits`` media files are read under."""
+        if not self.limits:
+            return DEFAULT_LIMITS
+        try:
+            return MediaLimits(**dict(self.limits))
+        except TypeError as e:
+            raise ConfigError(f"limits: {e}; the fields are those of unitok.media.MediaLimits") from None
 
     def to_json(self) -> dict:
         data = asdict(self)
         if not isinstance(self.allowed_special, str):
             data["allowed_special"] = sorted(self.allowed_special)
+        data.pop("limits")
+        if self.limits:   # only when set, so run.json of runs with default limits stays as it was
+            data["limits"] = dict(self.limits)
         return data
 
 
@@ -71,6 +90,12 @@ class Worker:
     """Turns records into ``Document`` or ``Skipped`` results with one loaded tokenizer."""
 
     def __init__(self, tok, options: Options):
+        self.limits = options.media_limits()
+        if options.limits or tok.max_tokens < options.max_tokens:
+            # the run's limits apply to the suite too (the image codec refuses pictures over its
+            # limits); on a copy that shares the models, so the caller's suite is left as it is
+            tok = tok.with_limits(self.limits if options.limits else None,
+                                  max_tokens=max(tok.max_tokens, options.max_tokens))
         self.tok = tok
         self.options = options
         self.dtype = id_dtype(len(tok.space))
@@ -111,8 +136,17 @@ class Worker:
                         seq.groups.astype(GROUP_DTYPE), seq.spans)
 
     def items(self, record: Record) -> list:
-        """The record's parts, read and decoded: text as ``str``/``bytes``, media as ``Image`` etc."""
-        return [self._text(v) if kind == "text" else self._media(kind, v) for kind, v in record.parts]
+        """The record's parts, read and decoded: text as ``str``/``bytes``, media as ``Image`` etc.
+        A document's media together may not decode to more than ``MediaLimits.max_decoded_bytes``."""
+        out, total = [], 0
+        for kind, value in record.parts:
+            if kind == "text":
+                out.append(self._text(value))
+                continue
+            item = self._media(kind, value, self.limits)
+            total = check_document_bytes(total, item, self.limits, value.name if isinstance(value, Blob) else str(value))
+            out.append(item)
+        return out
 
     def many(self, records: list[Record]) -> list[Document | Skipped]:
         return [self(r) for r in records]
@@ -133,18 +167,20 @@ class Worker:
                 return value.read_bytes()
             except OSError as e:
                 raise MediaError(f"cannot read ({e.strerror or e})", value) from None
+            except ValueError as e:   # a NUL byte in the name
+                raise MediaError(f"not a usable file name ({e})", repr(str(value))) from None
         return value
 
     @staticmethod
-    def _media(kind: str, value):
+    def _media(kind: str, value, limits: MediaLimits = DEFAULT_LIMITS):
         if isinstance(value, Blob):
             try:
-                item = open_media(value.data)
+                item = open_media(value.data, limits=limits)
             except MediaError as e:
                 raise MediaError(e.reason, value.name) from None
             name = value.name
         else:
-            item = open_media(value)
+            item = open_media(value, limits=limits)
             name = str(value)
         actual = type(item).__name__.lower()
         if actual != kind:

@@ -513,6 +513,11 @@ class TextTokenizer:
         for key in ("pattern", "vocab_sha256", "n_vocab"):
             if key not in cfg:
                 raise ConfigError(f"{cfg_path}: missing key {key!r}")
+        for key, kinds in (("pattern", str), ("vocab_sha256", str), ("n_vocab", int), ("format_version", int),
+                           ("vocab_file", str), ("id_map_file", (str, type(None))), ("name", str)):
+            if key in cfg and (not isinstance(cfg[key], kinds) or isinstance(cfg[key], bool)):
+                raise ConfigError(f"{cfg_path}: {key!r} has the wrong type ({type(cfg[key]).__name__}); the file "
+                                  f"was edited or damaged")
         if cfg.get("format_version", 1) > FORMAT_VERSION:
             raise ConfigError(
                 f"{cfg_path}: format_version {cfg['format_version']} is newer than this unitok "

@@ -61,7 +61,7 @@ from torch import nn
 from ..checkpoint import register
 from ..errors import ConfigError, MediaError, TokenSequenceError
 from ..layout import FrameScale
-from ..media import Video
+from ..media import DEFAULT_LIMITS, Video
 from ..modality import MediaTokenizer
 from ..nn import AttnBlock, Downsample, ResBlock, Upsample, norm2d
 from ..nn.video import DepthToTime, TemporalBlock, TimeToDepth, per_frame
@@ -222,6 +222,7 @@ class VideoTokenizer(MediaTokenizer):
     modality = "video"
     header_fields = ("frames", "height", "width", "fps_num", "fps_den")
     config_class = VideoTokenizerConfig
+    limits = DEFAULT_LIMITS   # the largest video a header may ask for (frames, pixels, seconds, bytes)
 
     def __init__(self, cfg: VideoTokenizerConfig = VideoTokenizerConfig()):
         super().__init__()
@@ -427,10 +428,29 @@ class VideoTokenizer(MediaTokenizer):
         return FrameScale(self.latent_frames(header["frames"]), tuple(scales), (0,) * len(scales), eof=self.cfg.eof)
 
     def check_header(self, header: dict[str, int]) -> None:
+        """Refuse a header that asks for more than ``limits`` (MediaLimits) allow, before anything is
+        decoded: a generated header may ask for any size."""
         super().check_header(header)
+        lim = self.limits
+        side = min(MAX_SIDE, lim.max_side)
         for name in ("height", "width"):
-            if header[name] > MAX_SIDE:
-                raise TokenSequenceError(f"video {name} {header[name]} is larger than {MAX_SIDE} pixels")
+            if header[name] > side:
+                raise TokenSequenceError(f"video {name} {header[name]} is larger than {side} pixels"
+                                         + (" (MediaLimits.max_side)" if side < MAX_SIDE else ""))
+        T, H, W = header["frames"], header["height"], header["width"]
+        checks = [
+            (T > lim.max_frames, f"{T} frames, over the limit of {lim.max_frames} (MediaLimits.max_frames)"),
+            (H * W > lim.max_pixels, f"frames of {W}x{H} = {H * W} pixels, over the limit of {lim.max_pixels} "
+                                     f"(MediaLimits.max_pixels)"),
+            (header["fps_den"] * T > lim.max_seconds * header["fps_num"],
+             f"{T} frames at {header['fps_num']}/{header['fps_den']} fps, longer than {lim.max_seconds:g} seconds "
+             f"(MediaLimits.max_seconds)"),
+            (T * 3 * H * W > lim.max_decoded_bytes, f"{T}x3x{H}x{W} decoded bytes, over the limit of "
+                                                    f"{lim.max_decoded_bytes} (MediaLimits.max_decoded_bytes)"),
+        ]
+        for bad, why in checks:
+            if bad:
+                raise TokenSequenceError(f"video header asks for {why}")
 
     def encode_item(self, item) -> tuple[dict[str, int], object]:
         """Video -> (header, codes: list over latent frames of lists over scales of [h_s, w_s]).
@@ -445,6 +465,10 @@ class VideoTokenizer(MediaTokenizer):
             raise MediaError(f"frame rate {item.fps} fps cannot be written in a video header (at most {MAX_DIM})")
         header = {"frames": item.num_frames, "height": item.height, "width": item.width,
                   "fps_num": fps.numerator, "fps_den": fps.denominator}
+        try:
+            self.check_header(header)   # what decode would refuse is not encoded either
+        except TokenSequenceError as e:
+            raise MediaError(str(e).replace("video header asks for", "the video has")) from None
         codes = self.encode(item.frames[None])
         per_scale = [c[0].cpu().numpy() for c in codes] if self.multiscale else [codes[0].cpu().numpy()]
         return header, [[s[t] for s in per_scale] for t in range(per_scale[0].shape[0])]
