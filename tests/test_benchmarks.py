@@ -349,3 +349,147 @@ def test_audio_command_needs_an_audio_tokenizer(tmp_path, audio_model):
     with pytest.raises(SystemExit, match="recipes/data/fetch_audio.py"):
         R.main(["--modality", "audio", "--no-suite", "--checkpoint", str(audio_model),
                 "--heldout", str(tmp_path / "none"), "--no-write"])
+
+
+# -- video (``--modality video``) -------------------------------------------------------------------
+#
+# Two short synthetic clips (5 frames, 64x64) in a held-out file with its split.json, a tiny
+# untrained video tokenizer (stride 4, FSQ 5x5x5) and an image tokenizer with the same 2-D config.
+
+import json  # noqa: E402
+from fractions import Fraction  # noqa: E402
+
+import av  # noqa: E402
+
+from unitok.image import ImageTokenizer, ImageTokenizerConfig  # noqa: E402
+from unitok.quantize import QuantizerConfig  # noqa: E402
+from unitok.video import VideoTokenizer, VideoTokenizerConfig  # noqa: E402
+
+VIDEO_SPATIAL = dict(channels=8, channel_mult=(1, 2), patch=2, enc_blocks=1, dec_blocks=1, mid_blocks=1,
+                     quantizer=QuantizerConfig(kind="fsq", levels=(5, 5, 5), scales=(4, 2, 1)))
+
+
+def _video_frames(frames: int, size: int, seed: int) -> np.ndarray:
+    """uint8 [frames, size, size, 3]: a textured picture sliding 2 pixels a frame."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.nn.functional.interpolate(torch.rand(1, 3, 12, 12, generator=g), size=(size, size + 2 * frames),
+                                           mode="bicubic", align_corners=False)[0]
+    x = torch.stack([base[:, :, 2 * t:2 * t + size] for t in range(frames)])
+    x = (x + 0.08 * torch.rand(x.shape, generator=g)).clamp(0, 1)
+    return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+@pytest.fixture(scope="module")
+def video_heldout(tmp_path_factory):
+    """A held-out file as fetch_video.py writes it: 2 clips of 5 frames, 64x64, and split.json."""
+    folder = tmp_path_factory.mktemp("video")
+    np.save(folder / "heldout_64.npy", np.stack([_video_frames(5, 64, 0), _video_frames(5, 64, 1)]))
+    split = {"real_sources": {"carphone": {"fps": "30000/1001"}},
+             "heldout": [{"source": "photo:x/y", "kind": "pan_zoom"},
+                         {"source": "carphone", "kind": "real", "first_frame": 88, "left": 28}]}
+    (folder / "split.json").write_text(json.dumps(split))
+    return folder / "heldout_64.npy"
+
+
+@pytest.fixture(scope="module")
+def video_models(tmp_path_factory):
+    """(image tokenizer folder, video tokenizer folder): untrained; the video model has the same
+    2-D layers config but its own random weights."""
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    ImageTokenizer(ImageTokenizerConfig(**VIDEO_SPATIAL)).eval().save_pretrained(folder / "image")
+    VideoTokenizer(VideoTokenizerConfig(**VIDEO_SPATIAL)).eval().save_pretrained(folder / "video")
+    return folder / "image", folder / "video"
+
+
+def test_video_heldout_clips_carry_group_and_frame_rate(video_heldout):
+    clips = R.load_video_heldout(video_heldout)
+    assert [c.group for c in clips] == ["pan-and-zoom", "real camera"]
+    assert [c.fps for c in clips] == [Fraction(25), Fraction(30000, 1001)]
+    assert clips[1].name == "carphone@88+28" and clips[0].frames.shape == (5, 3, 64, 64)
+    assert [c.name for c in R.load_video_heldout(video_heldout, limit=1)] == [clips[0].name]
+
+
+def test_video_missing_heldout_says_how_to_fetch(tmp_path):
+    with pytest.raises(SystemExit, match="recipes/data/fetch_video.py"):
+        R.load_video_heldout(tmp_path / "none.npy")
+
+
+def test_video_scores_see_flicker_that_frames_alone_do_not():
+    ref = torch.from_numpy(_video_frames(6, 32, 2)).permute(0, 3, 1, 2).contiguous()
+    same = R.video_scores(ref, ref)
+    assert (same["psnr"] == R.PSNR_CAP).all() and (same["tpsnr"] == R.PSNR_CAP).all() and same["tpsnr"].shape == (5,)
+    steady = (ref.int() + 6).clamp(0, 255).to(torch.uint8)           # the same error in every frame
+    flicker = (ref.int() + torch.tensor([6, -6] * 3).view(6, 1, 1, 1)).clamp(0, 255).to(torch.uint8)
+    s, f = R.video_scores(ref, steady), R.video_scores(ref, flicker)
+    assert abs(s["psnr"].mean() - f["psnr"].mean()) < 0.5             # per frame they look alike
+    assert s["tpsnr"].mean() > f["tpsnr"].mean() + 10                   # in time they do not
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 64, 48), (2, 3, 9, 7), (1, 1, 5, 30)])
+def test_video_ssim_is_the_metrics_ssim(shape):
+    g = torch.Generator().manual_seed(shape[-1])
+    x = torch.rand(shape, generator=g)
+    y = (x + 0.1 * torch.randn(shape, generator=g)).clamp(0, 1)
+    assert torch.allclose(R.frame_ssim(x, y), unitok.metrics.ssim(x, y), atol=1e-5)
+
+
+def test_h264_anchor_reports_the_bitstream_it_spent(video_heldout, tmp_path):
+    anchors, _ = R.video_anchors(["H.264"])
+    h264, = anchors
+    clip = R.load_video_heldout(video_heldout)[1]
+    frames = R._yuv420_frames(clip)
+    target = 0.5
+    crf, stream, spent = R.search_crf(h264, frames, clip.fps, clip.pixels, target, h264.start)
+    bpp = stream.size * 8 / clip.pixels
+    assert bpp == pytest.approx(target, rel=0.05) and 1 <= spent <= R.VIDEO_SEARCH_ENCODES
+    # the packets are the whole bitstream: written raw (no container), they are all a decoder needs
+    raw = tmp_path / "clip.h264"
+    raw.write_bytes(stream.extradata + b"".join(stream.packets))
+    assert raw.stat().st_size == stream.size
+    with av.open(str(raw)) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    ours = R.anchor_decode(h264, stream)
+    assert torch.equal(torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2), ours)
+    # and the run reports that same rate
+    run, = R.run_video_anchor(h264, [clip], [target], progress=False)
+    assert run.bits[0] == stream.size * 8 and run.setting[0] == crf
+
+
+def test_video_benchmark_end_to_end(video_heldout, video_models, tmp_path, capsys):
+    image, video = video_models
+    results, plots = tmp_path / "RESULTS.md", tmp_path / "plots"
+    results.write_text("# Benchmark results\n\n## Image reconstruction\n\nkeep me\n")
+    R.main(["--modality", "video", "--no-suite", "--checkpoint", str(video), "--heldout", str(video_heldout),
+            "--repeat", "1", "--threads", "1", "--rate-multiples", "1", "3", "--agreement-image", str(image),
+            "--results", str(results), "--plots", str(plots)])
+    capsys.readouterr()
+    text = results.read_text()
+    assert "## Image reconstruction\n\nkeep me" in text              # the other sections stay as they were
+    section = text.split("## Video reconstruction", 1)[1]
+    name = R._rel(video)
+    # 5 frames -> 2 latent frames; stride 4: a 16x16 grid, scales 16, 8, 4 -> 256 + 64 + 16 = 336 codes
+    # a latent frame, each of FSQ 5x5x5 (125 codes, log2(125) bits)
+    codes = 2 * 336
+    bpp = codes * np.log2(125) / (5 * 64 * 64)
+    tokens_per_s = 2 * codes / (5 / 25 + 5 / float(Fraction(30000, 1001)))
+    assert f"| pan-and-zoom | {name} | {bpp:.4f} | {codes / 0.2:.1f} | " in section
+    assert f"| all | {name} | {bpp:.4f} | {tokens_per_s:.1f} | " in section
+    for codec in ("H.264", "AV1"):
+        if codec in {a.name for a in R.video_anchors()[0]}:
+            assert f"| all | {codec} @ {bpp:.4f} bpp | " in section and f"gap to {codec} (dB)" in section
+    assert "| cpu | 1 |" in section and "| 5x64x64 |" in section
+    assert "not fine-tuned: 2/2 one-frame videos give exactly the image tokenizer's codes" in section
+    assert "Quality of a single frame, at the same rate: the image tokenizer " in section
+    assert "### Issue 5 acceptance, as measured" in section
+    assert (plots / "video_rd.png").stat().st_size > 1000
+    assert 0 < (plots / "video_grid.png").stat().st_size <= R.MAX_PLOT_BYTES
+
+
+def test_video_command_needs_a_video_tokenizer(tmp_path, video_models):
+    image, _ = video_models
+    with pytest.raises(SystemExit, match="not a video tokenizer"):
+        R.main(["--modality", "video", "--no-suite", "--checkpoint", str(image), "--no-write"])
+    UniTokenizer(unitok.text.load_default()).save_pretrained(tmp_path / "suite")
+    with pytest.raises(SystemExit, match="has no video tokenizer.*recipes/train_video.py"):
+        R.main(["--modality", "video", "--suite", str(tmp_path / "suite"), "--no-write"])
