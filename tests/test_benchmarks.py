@@ -297,6 +297,12 @@ def test_opus_anchor_reports_the_rate_it_spends_and_stays_aligned(tmp_path):
     assert low * 8 / 3.0 / 1000 > 0.5
 
 
+def _has_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def test_audio_benchmark_end_to_end(tmp_path, audio_model, capsys):
     heldout = tmp_path / "heldout"
     for cat, seconds, seed in (("speech", 1.6, 1), ("music", 3.2, 2)):   # multiples of the 320-sample hop
@@ -322,7 +328,8 @@ def test_audio_benchmark_end_to_end(tmp_path, audio_model, capsys):
     assert "| cpu | 1 |" in section and "`tok.encode(Audio)`" in section
     assert section.count(" x real time") >= 3
     assert "### Issue 4 acceptance, as measured" in section and "--checkpoint DIR" in out
-    assert (plots / "audio_rd.png").stat().st_size > 1000
+    if _has_matplotlib():                       # the plot needs the bench extra
+        assert (plots / "audio_rd.png").stat().st_size > 1000
 
 
 def test_audio_report_numbers(audio_model):
@@ -482,8 +489,9 @@ def test_video_benchmark_end_to_end(video_heldout, video_models, tmp_path, capsy
     assert "not fine-tuned: 2/2 one-frame videos give exactly the image tokenizer's codes" in section
     assert "Quality of a single frame, at the same rate: the image tokenizer " in section
     assert "### Issue 5 acceptance, as measured" in section
-    assert (plots / "video_rd.png").stat().st_size > 1000
-    assert 0 < (plots / "video_grid.png").stat().st_size <= R.MAX_PLOT_BYTES
+    if _has_matplotlib():                       # the plot needs the bench extra
+        assert (plots / "video_rd.png").stat().st_size > 1000
+        assert 0 < (plots / "video_grid.png").stat().st_size <= R.MAX_PLOT_BYTES
 
 
 def test_video_command_needs_a_video_tokenizer(tmp_path, video_models):
