@@ -44,8 +44,8 @@ from unitok.audio import AudioTokenizer, AudioTokenizerConfig
 from unitok.checkpoint import config_to_dict
 from unitok.errors import ConfigError
 from unitok.nn import hinge_d_loss, hinge_g_loss
-from unitok.train import (EXPORT_DTYPES, Logger, export_checkpoint, load_training_state, lr_at, read_config,
-                          recipe_parser, run_recipe, save_training_state, setup_runtime)
+from unitok.train import (ddp_shutdown, export_checkpoint, load_training_state, Logger, lr_at, read_config,
+                          recipe_parser, run_recipe, save_final, save_training_state, setup_runtime)
 from unitok.nn.audio import (
     MelSpectrograms,
     MultiScaleSTFTDiscriminator,
@@ -423,15 +423,11 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     if rank == 0:
         validate()
         save_checkpoint()
-        raw_model.save_pretrained(out / "final", dtype=EXPORT_DTYPES[cfg["export"]["dtype"]])
-        size = (out / "final" / "model.safetensors").stat().st_size
+        size = save_final(raw_model, out, cfg["export"]["dtype"])
         log(f"done: {step} steps in {elapsed / 60:.1f} min; held-out mel {metrics[f'mel@{raw_model.levels}']:.4f} "
             f"(best {best:.4f}); final model {size / 1e6:.2f} MB in {out / 'final'}")
         summary.update(metrics, best_mel=best, out_dir=str(out))
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+    ddp_shutdown(world)
     return summary
 
 

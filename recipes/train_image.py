@@ -36,8 +36,9 @@ from unitok.checkpoint import config_to_dict
 from unitok.errors import ConfigError
 from unitok.image import ImageTokenizer, ImageTokenizerConfig
 from unitok.metrics import code_histogram, codebook_usage, perplexity, psnr, ssim
-from unitok.train import (Logger, StepWindow, export_checkpoint, load_training_state, lr_at, read_config,
-                          recipe_parser, run_recipe, save_training_state, setup_runtime, tokenizer_step)
+from unitok.train import (ddp_shutdown, export_checkpoint, load_training_state, Logger, lr_at, read_config,
+                          recipe_parser, run_recipe, save_final, save_training_state, setup_runtime, StepWindow,
+                          tokenizer_step)
 from unitok.nn import PatchDiscriminator
 
 DEFAULTS = {
@@ -268,16 +269,11 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     if rank == 0:
         best, metrics = validate(step, best)
         save_checkpoint()
-        dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": None}[cfg["export"]["dtype"]]
-        raw_model.save_pretrained(out / "final", dtype=dtype)
-        size = (out / "final" / "model.safetensors").stat().st_size
+        size = save_final(raw_model, out, cfg["export"]["dtype"])
         log(f"done: {step} steps in {elapsed / 60:.1f} min; held-out psnr {metrics['psnr']:.2f} (best {best:.2f}); "
             f"final model {size / 1e6:.2f} MB in {out / 'final'}")
         summary.update(metrics, best_psnr=best, out_dir=str(out), last_loss=window.mean("loss"))
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+    ddp_shutdown(world)
     return summary
 
 

@@ -50,8 +50,8 @@ from unitok.image import ImageTokenizer
 from unitok.metrics import code_histogram, codebook_usage, perplexity, psnr, ssim
 from unitok.nn import PatchDiscriminator, structural_loss
 from unitok.video import VideoTokenizer, VideoTokenizerConfig
-from unitok.train import (EXPORT_DTYPES, Logger, StepWindow, export_checkpoint, load_training_state, lr_at,
-                          read_config, recipe_parser, run_recipe, save_training_state, setup_runtime,
+from unitok.train import (ddp_shutdown, export_checkpoint, load_training_state, Logger, lr_at, read_config,
+                          recipe_parser, run_recipe, save_final, save_training_state, setup_runtime, StepWindow,
                           tokenizer_step)
 from unitok.video.model import TEMPORAL_LAYERS
 
@@ -344,15 +344,11 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     if rank == 0:
         validate()
         save_checkpoint()
-        raw_model.save_pretrained(out / "final", dtype=EXPORT_DTYPES[cfg["export"]["dtype"]])
-        size = (out / "final" / "model.safetensors").stat().st_size
+        size = save_final(raw_model, out, cfg["export"]["dtype"])
         log(f"done: {step} steps in {elapsed / 60:.1f} min; held-out psnr {metrics['psnr']:.2f} (best {best:.2f}) "
             f"at {metrics['bpp']:.4f} bpp; final model {size / 1e6:.2f} MB in {out / 'final'}")
         summary.update(metrics, best_psnr=best, out_dir=str(out))
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+    ddp_shutdown(world)
     return summary
 
 

@@ -68,3 +68,10 @@ def export_checkpoint(model_class: type, src: str | Path, dst: str | Path, dtype
         raise ConfigError(f"export.dtype must be one of {sorted(EXPORT_DTYPES)}, got {dtype!r}")
     model_class.from_pretrained(src).save_pretrained(dst, dtype=EXPORT_DTYPES[dtype])
     return Path(dst) / "model.safetensors"
+
+
+def save_final(model, out_dir: str | Path, dtype: str = "float16") -> int:
+    """Write the model at the end of a run to ``<out_dir>/final`` in ``dtype``; returns its size in bytes."""
+    final = Path(out_dir) / "final"
+    model.save_pretrained(final, dtype=EXPORT_DTYPES[dtype])
+    return (final / "model.safetensors").stat().st_size

@@ -95,3 +95,11 @@ def setup_runtime(tc: dict) -> tuple[int, int, torch.device, ThreadTuner | None]
         torch.set_num_threads(int(tc["num_threads"]))
     torch.manual_seed(tc["seed"] + rank)
     return rank, world, device, tuner
+
+
+def ddp_shutdown(world: int) -> None:
+    """End the process group that :func:`setup_runtime` started under ``torchrun``."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
