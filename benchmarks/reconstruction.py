@@ -1005,7 +1005,10 @@ def describe_audio_codec(codec) -> str:
     dtype = str(next(codec.parameters()).dtype).replace("torch.", "")
     serves = ", ".join(f"{r:g}" for r in codec.bitrates.values())
     causal = "causal" if getattr(codec.cfg, "causal", False) else "non-causal"
-    return (f"type `{getattr(codec, 'checkpoint_type', type(codec).__name__)}`, {codec.sample_rate / 1000:g} kHz, "
+    kinds = getattr(codec.cfg, "encoder", None), getattr(codec.cfg, "decoder", None)
+    design = f"{kinds[0]} encoder, {kinds[1]} decoder, " if None not in kinds else ""
+    return (f"type `{getattr(codec, 'checkpoint_type', type(codec).__name__)}`, {design}"
+            f"{codec.sample_rate / 1000:g} kHz, "
             f"hop {codec.hop} ({codec.frame_rate:g} frames/s), {codec.levels} residual levels of {sizes[0]} codes "
             f"({math.log2(sizes[0]):.4g} bits), {causal}, {params / 1e6:.2f}M parameters ({dtype} in memory); "
             f"serves {serves} kbps")
@@ -1745,27 +1748,6 @@ def load_video_heldout(path: Path, limit: int | None = None) -> list[VideoClip]:
     return clips
 
 
-def _blur_matrix(n: int, win: int, sigma: float) -> torch.Tensor:
-    """[n - win + 1, n]: ``unitok.metrics.ssim``'s "valid" 1-D Gaussian blur as a banded matrix."""
-    g = metrics._gaussian(win, sigma, None, torch.float32)
-    rows = torch.arange(n - win + 1)[:, None]
-    return torch.zeros(n - win + 1, n).scatter_(1, rows + torch.arange(win), g.expand(n - win + 1, win))
-
-
-def frame_ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """``unitok.metrics.ssim`` (same window, constants and value, to float rounding), with each
-    separable blur done as two matrix products: ~10x faster on a CPU than its depthwise
-    convolutions, which would make SSIM most of this benchmark's time (a clip is scored seven
-    times: the tokenizer and six anchor points). x, y: [B, C, H, W] in [0, 1] -> [B]."""
-    win = min(window, x.shape[-2], x.shape[-1])
-    win -= (win % 2 == 0)
-    gv = _blur_matrix(x.shape[-2], win, sigma * win / window)
-    gh = _blur_matrix(x.shape[-1], win, sigma * win / window)
-    mx, my, xx, yy, xy = gv @ torch.stack([x, y, x * x, y * y, x * y]).float() @ gh.T
-    cs = (2 * (xy - mx * my) + metrics._C2) / (xx - mx * mx + yy - my * my + metrics._C2)
-    return ((2 * mx * my + metrics._C1) / (mx * mx + my * my + metrics._C1) * cs).flatten(1).mean(1)
-
-
 def video_scores(ref: torch.Tensor, rec: torch.Tensor) -> dict[str, np.ndarray]:
     """Per-frame PSNR and SSIM ([T] each) and the PSNR of frame differences ([T - 1]: x[t] - x[t-1]
     of the original against the same of the reconstruction, peak 1 as for pixels), PSNR capped at
@@ -1775,7 +1757,7 @@ def video_scores(ref: torch.Tensor, rec: torch.Tensor) -> dict[str, np.ndarray]:
     x, y = ref.float() / 255, rec.float() / 255
     dx, dy = x[1:] - x[:-1], y[1:] - y[:-1]
     temporal = metrics.psnr(dx, dy) if len(dx) else torch.zeros(0)
-    return {"psnr": metrics.psnr(x, y).clamp(max=PSNR_CAP).numpy(), "ssim": frame_ssim(x, y).numpy(),
+    return {"psnr": metrics.psnr(x, y).clamp(max=PSNR_CAP).numpy(), "ssim": metrics.ssim(x, y).numpy(),
             "tpsnr": temporal.clamp(max=PSNR_CAP).numpy()}
 
 

@@ -4,7 +4,7 @@ A self-contained recipe in the torchtune style: read a YAML config, build plain 
 loop. Runs on a CPU (``tiny``, ``default``) or on GPUs under ``torchrun`` (``large``)::
 
     python recipes/train_audio.py --config recipes/configs/audio_tiny.yaml
-    python recipes/train_audio.py --config recipes/configs/audio_default.yaml [--resume]
+    torchrun --standalone --nproc_per_node 2 recipes/train_audio.py --config recipes/configs/audio_default.yaml
     torchrun --nproc_per_node 8 recipes/train_audio.py --config recipes/configs/audio_large.yaml
     unitok train audio --config recipes/configs/audio_default.yaml        # the same, via the CLI
     python recipes/train_audio.py --config ... --export unitok/assets/audio  # bundle best/ as fp16
@@ -16,9 +16,12 @@ random crops of ``data.segment_seconds``, categories drawn by ``data.weights`` (
 speech is not drowned by two hours of music), with a random gain.
 
 Losses: multi-resolution log-mel L1 and multi-resolution STFT (spectral convergence + log
-magnitude), the quantizer's commitment loss, and after ``loss.gan_start`` steps a multi-scale
-STFT discriminator (hinge) with feature matching. Quantizer dropout (in the model) trains every
-bitrate at once.
+magnitude), optionally waveform L1 (``loss.l1``) and the third-octave band-envelope correlation
+that STOI is built on (``loss.envelope``), the quantizer's commitment loss, and after
+``loss.gan_start`` steps a multi-scale STFT discriminator (hinge) with feature matching (set
+``gan`` and ``feature`` to 0 to leave it out). Quantizer dropout (in the model) trains every
+bitrate at once. Held-out validation logs mel distance and SI-SDR per category and bitrate, and
+speech STOI when pystoi (the bench extra) is installed.
 
 Output folder (``log.out_dir``)::
 
@@ -43,10 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from unitok.audio import AudioTokenizer, AudioTokenizerConfig
 from unitok.checkpoint import config_to_dict
 from unitok.errors import ConfigError
+from unitok.metrics import stoi
 from unitok.nn import hinge_d_loss, hinge_g_loss
 from unitok.train import (ddp_shutdown, export_checkpoint, load_training_state, Logger, lr_at, read_config,
                           recipe_parser, run_recipe, save_final, save_training_state, setup_runtime)
 from unitok.nn.audio import (
+    EnvelopeCorrelationLoss,
     MelSpectrograms,
     MultiScaleSTFTDiscriminator,
     feature_matching_loss,
@@ -65,7 +70,7 @@ DEFAULTS = {
     "train": {"batch_size": 8, "lr": 5e-4, "min_lr_ratio": 0.1, "warmup": 100, "steps": 100000,
               "time_limit_min": None, "betas": [0.8, 0.99], "weight_decay": 0.0, "grad_clip": 10.0,
               "seed": 0, "num_threads": 1, "device": "auto", "init": None},
-    "loss": {"mel": 5.0, "stft": 1.0, "l1": 0.0, "quantizer": 1.0, "gan": 1.0, "feature": 2.0,
+    "loss": {"mel": 5.0, "stft": 1.0, "l1": 0.0, "envelope": 0.0, "quantizer": 1.0, "gan": 1.0, "feature": 2.0,
              "gan_start": 5000, "disc_lr": 2e-4, "disc_channels": 16, "disc_layers": 3,
              "disc_n_ffts": [2048, 1024, 512]},
     "log": {"out_dir": "data/train_audio", "every": 50, "val_every": 500, "checkpoint_every_min": 5.0,
@@ -195,7 +200,7 @@ def evaluate(model: AudioTokenizer, val: dict[str, torch.Tensor], mels: MelSpect
     K, C = model.levels, model.quantizer.codebook_size
     hist = torch.zeros(K, C, dtype=torch.float64)
     for n in levels:
-        mel_all, sdr_all = [], []
+        mel_all, sdr_all, speech_out = [], [], []
         for cat, clips in val.items():
             mel_c, sdr_c = [], []
             for i in range(0, len(clips), batch_size):
@@ -205,6 +210,8 @@ def evaluate(model: AudioTokenizer, val: dict[str, torch.Tensor], mels: MelSpect
                     for k in range(K):
                         hist[k] += torch.bincount(codes[:, k].reshape(-1).cpu(), minlength=C).double()
                 y = model.decode(codes, x.shape[-1])
+                if n == K and cat == "speech":
+                    speech_out += list(y[:, 0].cpu())
                 mel_c.append(mel_distance(mels, y[:, 0], x[:, 0]).cpu())
                 sdr_c.append(si_sdr(y[:, 0], x[:, 0]).cpu())
             mel_c, sdr_c = torch.cat(mel_c), torch.cat(sdr_c)
@@ -212,11 +219,21 @@ def evaluate(model: AudioTokenizer, val: dict[str, torch.Tensor], mels: MelSpect
             res[f"sisdr_{cat}@{n}"] = float(sdr_c.mean())
             mel_all.append(mel_c)
             sdr_all.append(sdr_c)
+            if n == K and cat == "speech" and _has_stoi():
+                res["stoi_speech"] = float(np.nanmean([float(stoi(clips[i, 0], y_i, model.sample_rate))
+                                                        for i, y_i in enumerate(speech_out)]))
         res[f"mel@{n}"] = float(torch.cat(mel_all).mean())
         res[f"sisdr@{n}"] = float(torch.cat(sdr_all).mean())
     res["usage"] = [float((h > 0).double().mean()) for h in hist]
     model.train(was_training)
     return res
+
+
+def _has_stoi() -> bool:
+    """STOI is logged when the optional pystoi (the bench extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("pystoi") is not None
 
 
 def format_eval(m: dict, levels: list[int], model: AudioTokenizer) -> str:
@@ -225,7 +242,8 @@ def format_eval(m: dict, levels: list[int], model: AudioTokenizer) -> str:
     K = max(levels)
     per_cat = " ".join(f"{c}: mel {m[f'mel_{c}@{K}']:.3f} sisdr {m[f'sisdr_{c}@{K}']:.2f}" for c in cats)
     usage = " ".join(f"{u:.2f}" for u in m["usage"])
-    return f"{' | '.join(parts)} || {per_cat} || usage per level {usage}"
+    stoi_part = f" speech STOI {m['stoi_speech']:.3f}" if "stoi_speech" in m else ""
+    return f"{' | '.join(parts)} || {per_cat}{stoi_part} || usage per level {usage}"
 
 
 def build(cfg: dict, device) -> tuple[AudioTokenizer, MultiScaleSTFTDiscriminator | None]:
@@ -235,6 +253,18 @@ def build(cfg: dict, device) -> tuple[AudioTokenizer, MultiScaleSTFTDiscriminato
     if lc["gan"] > 0 or lc["feature"] > 0:
         disc = MultiScaleSTFTDiscriminator(tuple(lc["disc_n_ffts"]), lc["disc_channels"], lc["disc_layers"]).to(device)
     return model, disc
+
+
+def warm_start(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every tensor of ``source`` whose name and shape match into ``model`` (so a model with a
+    new decoder can start from an old model's encoder and codebooks); returns the top-level
+    modules left (partly) untouched. A source sharing nothing with the model is an error."""
+    own = model.state_dict()
+    match = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not match:
+        raise ConfigError("--init: the checkpoint shares no weights with this model's config")
+    model.load_state_dict(match, strict=False)
+    return sorted({k.split(".")[0] for k in own if k not in match})
 
 
 def export(out_dir: str | Path, target: str | Path, dtype: str = "float16") -> Path:
@@ -278,6 +308,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     model, disc = build(cfg, device)
     raw_model = model
     mels = MelSpectrograms(rate).to(device)
+    envelope = EnvelopeCorrelationLoss(rate).to(device) if lc["envelope"] > 0 else None
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], betas=tuple(tc["betas"]), weight_decay=tc["weight_decay"])
     opt_d = torch.optim.AdamW(disc.parameters(), lr=lc["disc_lr"], betas=(0.5, 0.9)) if disc is not None else None
@@ -289,8 +320,10 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     if resume:
         state = load_training_state(ckpt, raw_model, opt, disc, opt_d)
         step, elapsed_before, best = state["step"], state["elapsed"], state.get("best_mel", float("inf"))
-        if "sampler" in state:
+        if "sampler" in state and rank == 0:
             sampler.set_state(state["sampler"])
+        elif rank > 0:   # the checkpoint holds rank 0's stream; other ranks draw fresh ones
+            sampler.rng = np.random.default_rng([tc["seed"], rank, step])
         log(f"resumed from {ckpt} at step {step} ({elapsed_before / 60:.1f} min trained)")
 
     elif tc["init"]:
@@ -299,10 +332,10 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         from safetensors.torch import load_file
 
         src = Path(tc["init"])
-        raw_model.load_state_dict(AudioTokenizer.from_pretrained(src).state_dict())
+        fresh = warm_start(raw_model, AudioTokenizer.from_pretrained(src).state_dict())
         if disc is not None and (src / "discriminator.safetensors").exists():
             disc.load_state_dict(load_file(str(src / "discriminator.safetensors")))
-        log(f"initialised from {src}")
+        log(f"initialised from {src}" + (f"; trained from scratch: {', '.join(fresh)}" if fresh else ""))
 
     if world > 1:
         ids = [device] if device.type == "cuda" else None
@@ -342,7 +375,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
 
     t0 = time.time()
     last_ckpt = time.time()
-    keys = ("loss", "mel", "stft", "l1", "quant", "gan", "feat", "d")
+    keys = ("loss", "mel", "stft", "l1", "env", "quant", "gan", "feat", "d")
     window = dict.fromkeys(keys, 0.0) | {"n": 0}
     used = torch.zeros(raw_model.levels, raw_model.quantizer.codebook_size, dtype=torch.bool)
     first_loss, last_loss = None, None
@@ -362,6 +395,8 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         spec = stft_loss(recon[:, 0], x[:, 0]) if lc["stft"] > 0 else mel.new_zeros(())
         l1 = (recon - x).abs().mean()
         rec = lc["mel"] * mel + lc["stft"] * spec + lc["l1"] * l1
+        env = envelope(recon[:, 0], x[:, 0]) if envelope is not None else mel.new_zeros(())
+        rec = rec + lc["envelope"] * env
         loss = rec + lc["quantizer"] * aux
         gan_on = disc is not None and step >= lc["gan_start"]
         g_loss = feat = mel.new_zeros(())
@@ -392,7 +427,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         last_loss = float(rec.detach())
         if first_loss is None:
             first_loss = last_loss
-        for k, v in zip(keys, (loss, mel, spec, l1, aux, g_loss, feat, d_loss)):
+        for k, v in zip(keys, (loss, mel, spec, l1, env, aux, g_loss, feat, d_loss)):
             window[k] += float(v.detach()) if torch.is_tensor(v) else float(v)
         window["n"] += 1
         with torch.no_grad():
@@ -406,6 +441,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
             usage = used.float().mean(1)
             log(f"step {step} | {elapsed / 60:.1f} min | {sps:.2f} steps/s | lr {lr:.2e} | loss {window['loss'] / n:.4f} "
                 f"mel {window['mel'] / n:.4f} stft {window['stft'] / n:.4f} l1 {window['l1'] / n:.4f} "
+                f"env {window['env'] / n:.4f} "
                 f"quant {window['quant'] / n:.4f} gan {window['gan'] / n:.3f} feat {window['feat'] / n:.3f} "
                 f"d {window['d'] / n:.3f} | train usage L1 {usage[0]:.2f} L{len(usage)} {usage[-1]:.2f} | "
                 f"threads {torch.get_num_threads()}")

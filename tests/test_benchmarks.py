@@ -433,14 +433,6 @@ def test_video_scores_see_flicker_that_frames_alone_do_not():
     assert s["tpsnr"].mean() > f["tpsnr"].mean() + 10                   # in time they do not
 
 
-@pytest.mark.parametrize("shape", [(4, 3, 64, 48), (2, 3, 9, 7), (1, 1, 5, 30)])
-def test_video_ssim_is_the_metrics_ssim(shape):
-    g = torch.Generator().manual_seed(shape[-1])
-    x = torch.rand(shape, generator=g)
-    y = (x + 0.1 * torch.randn(shape, generator=g)).clamp(0, 1)
-    assert torch.allclose(R.frame_ssim(x, y), unitok.metrics.ssim(x, y), atol=1e-5)
-
-
 def test_h264_anchor_reports_the_bitstream_it_spent(video_heldout, tmp_path):
     anchors, _ = R.video_anchors(["H.264"])
     h264, = anchors

@@ -39,6 +39,44 @@ def test_truncated_weights(tmp_path):
         load_pretrained(folder)
 
 
+def test_weights_changed_after_saving_are_refused(tmp_path):
+    """Same names, shapes and finite values, different numbers: only the recorded digest sees it."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "ck"
+    ToyImage().save_pretrained(folder)
+    data = json.loads((folder / "config.json").read_text())
+    assert len(data["weights_sha256"]) == 64
+    state = load_file(str(folder / WEIGHTS_NAME))
+    save_file({k: v + 1 if v.is_floating_point() else v for k, v in state.items()}, str(folder / WEIGHTS_NAME))
+    with pytest.raises(ConfigError, match="does not match the weights_sha256"):
+        load_pretrained(folder)
+    del data["weights_sha256"]                     # replaced on purpose: the documented way out
+    (folder / "config.json").write_text(json.dumps(data))
+    assert isinstance(load_pretrained(folder), ToyImage)
+
+
+def test_saved_weights_are_readable_by_others(tmp_path):
+    import os
+
+    ToyImage().save_pretrained(tmp_path / "ck")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "ck" / WEIGHTS_NAME).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_bundled_checkpoints_record_their_digest():
+    from pathlib import Path
+
+    import unitok
+    from unitok.checkpoint import file_sha256
+
+    assets = Path(unitok.__file__).parent / "assets"
+    for name in ("image", "audio", "video"):
+        data = json.loads((assets / name / "config.json").read_text())
+        assert data["weights_sha256"] == file_sha256(assets / name / WEIGHTS_NAME), name
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d.update(type="nosuch.thing"), "unknown tokenizer type"),
     (lambda d: d.update(type="os.system"), "unknown tokenizer type"),

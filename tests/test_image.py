@@ -300,3 +300,18 @@ def test_recipe_main_reports_missing_data(tmp_path, capsys):
     cfg.write_text(f"data:\n  train: {tmp_path / 'nope.npy'}\nlog:\n  out_dir: {tmp_path / 'o'}\n")
     assert recipe.main(["--config", str(cfg)]) == 2
     assert "fetch_images.py" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 64, 48), (2, 3, 9, 7), (1, 1, 5, 30)])
+def test_ssim_matrix_blur_equals_the_convolution(shape, monkeypatch):
+    """Sides up to MATRIX_BLUR_MAX_SIDE blur by matrix products, larger ones by convolutions:
+    the same SSIM and MS-SSIM either way."""
+    import unitok.metrics as M
+
+    g = torch.Generator().manual_seed(shape[-1])
+    x = torch.rand(shape, generator=g)
+    y = (x + 0.1 * torch.randn(shape, generator=g)).clamp(0, 1)
+    fast = ssim(x, y), ms_ssim(x, y)
+    monkeypatch.setattr(M, "MATRIX_BLUR_MAX_SIDE", 0)
+    slow = ssim(x, y), ms_ssim(x, y)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fast, slow))

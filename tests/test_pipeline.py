@@ -374,7 +374,7 @@ def test_cli_tokenize_and_verify(capsys, tmp_path, data, suite):
 
 @pytest.mark.parametrize("cmd, options", [
     ("tokenize", "--output --suite --device --workers --engine --ray-address --shard-size --resume --overwrite "
-                 "--on-error --bos --eos --allowed-special --bitrate --max-tokens --batch --plugin --no-progress"),
+                 "--on-error --bos --eos --allowed-special --bitrate --max-tokens --limit --batch --plugin --no-progress"),
     ("verify", "--suite --device --sample --seed --decode-to --plugin"),
 ])
 def test_cli_help_documents_every_option(capsys, cmd, options):
@@ -383,6 +383,22 @@ def test_cli_help_documents_every_option(capsys, cmd, options):
     help_text = capsys.readouterr().out
     assert e.value.code == 0
     assert [o for o in options.split() if o not in help_text] == []
+
+
+def test_cli_limit_sets_media_limits_for_the_run(capsys, tmp_path, data, suite):
+    """--limit NAME=VALUE: a file over the run's limit is a recorded error, the rest go on."""
+    sys.modules.setdefault("toys", __import__("toys"))
+    out = tmp_path / "out"
+    code, _, err = _cli(capsys, "tokenize", data / "a0.wav", data / "a1.flac", "-o", out, "--suite", suite,
+                        "--plugin", "toys", "--workers", "0", "--no-progress", "--limit", "max_seconds=0.2")
+    assert code == 0, err
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert len(errors) == 1 and "a1.flac" in errors[0]["source"] and "max_seconds" in errors[0]["reason"]
+    assert json.loads((out / "run.json").read_text())["options"]["limits"] == {"max_seconds": 0.2}
+    for bad, message in (("max_frame=3", "NAME one of"), ("max_frames", "NAME=VALUE"), ("max_frames=lots", "not a number")):
+        with pytest.raises(SystemExit):
+            main(["tokenize", str(data / "a0.wav"), "-o", str(tmp_path / "x"), "--limit", bad])
+        assert message in capsys.readouterr().err
 
 
 def test_missing_inputs_are_records_too(tmp_path, suite):

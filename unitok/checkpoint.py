@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import json
 import math
+import os
 import re
 import typing
 from pathlib import Path
@@ -116,8 +117,6 @@ def write_config(folder: str | Path, type_name: str, config: dict, **extra: Any)
 def save_weights(folder: str | Path, state_dict: dict, *, dtype=None) -> None:
     """Write ``model.safetensors``; floating tensors are cast to ``dtype`` when given (fp16 keeps
     bundled checkpoints small)."""
-    from safetensors.torch import save_file
-
     tensors = {}
     for k, v in state_dict.items():
         v = v.detach().cpu()
@@ -125,7 +124,40 @@ def save_weights(folder: str | Path, state_dict: dict, *, dtype=None) -> None:
             v = v.to(dtype)
         tensors[k] = v.contiguous()
     Path(folder).mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(Path(folder) / WEIGHTS_NAME), metadata={"format": "pt", "producer": "unitok"})
+    save_tensors(Path(folder) / WEIGHTS_NAME, tensors, metadata={"format": "pt", "producer": "unitok"})
+
+
+def save_tensors(path: str | Path, tensors: dict, metadata: dict | None = None) -> None:
+    """``safetensors.torch.save_file``, then the file gets the permissions of any file this
+    process creates: safetensors writes through a private temporary file (mode 0600), and a
+    checkpoint on a shared cluster must be readable by the team's other users."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_weights_digest(folder: str | Path, data: dict) -> None:
+    """Compare ``model.safetensors`` with the ``weights_sha256`` its config.json recorded when it
+    was saved (checkpoints written before unitok recorded it carry none and are not checked)."""
+    want = data.get("weights_sha256")
+    if want is None:
+        return
+    path = Path(folder) / WEIGHTS_NAME
+    if not isinstance(want, str) or file_sha256(path) != want.lower():
+        raise ConfigError(f"{path}: does not match the weights_sha256 recorded in {CONFIG_NAME}; the file was "
+                          f"changed or damaged after it was saved (if you replaced the weights on purpose, "
+                          f"delete weights_sha256 from {CONFIG_NAME})")
 
 
 def load_weights(folder: str | Path) -> dict:
@@ -282,8 +314,9 @@ class Pretrained:
         return cls(cfg)
 
     def save_pretrained(self, folder: str | Path, *, dtype=None) -> None:
-        write_config(folder, self.checkpoint_type, config_to_dict(self.cfg))
         save_weights(folder, self.state_dict(), dtype=dtype)
+        write_config(folder, self.checkpoint_type, config_to_dict(self.cfg),
+                     weights_sha256=file_sha256(Path(folder) / WEIGHTS_NAME))
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, device: str = "cpu"):
@@ -297,7 +330,8 @@ class Pretrained:
             load_weights(folder)    # raises the right error (missing, or a pickle file instead)
         with _construction_budget(weights):
             model = cls.from_config(cfg)
-        state = load_weights(folder)
+        state = load_weights(folder)        # its errors (truncated, NaN) say more than a digest mismatch
+        check_weights_digest(folder, data)
         expected = model.state_dict()
         missing, extra = set(expected) - set(state), set(state) - set(expected)
         if missing or extra:

@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="audio: the highest bitrate to use, in kbit/s (default: all levels)")
     p.add_argument("--max-tokens", type=int, default=1 << 24, metavar="N",
                    help="skip documents of more tokens than this (default: 16777216)")
+    p.add_argument("--limit", metavar="NAME=VALUE", action="append", default=[], type=_limit,
+                   help="raise or lower a media limit for this run, e.g. --limit max_frames=1000000 or "
+                        "--limit max_seconds=36000 (repeatable; the names are the fields of "
+                        "unitok.media.MediaLimits, listed in README 'Limits')")
     p.add_argument("--batch", type=int, default=8, metavar="N", help="records per task sent to a worker (default: 8)")
     p.add_argument("--plugin", metavar="MODULE", action="append", default=[],
                    help="import MODULE first, in every worker too (e.g. a package registering its own tokenizer "
@@ -301,6 +305,24 @@ def cmd_decode(args) -> int:
     return _report(failures, done, "decoded", f" into {parts} part(s) in {out_dir}", started)
 
 
+def _limit(text: str) -> tuple[str, float]:
+    """argparse type of --limit: 'max_frames=1000000' -> ('max_frames', 1000000)."""
+    import argparse
+    import dataclasses
+
+    from .media import MediaLimits
+
+    name, sep, value = text.partition("=")
+    names = [f.name for f in dataclasses.fields(MediaLimits)]
+    if not sep or name.strip() not in names:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE with NAME one of {', '.join(names)}; got {text!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not a number") from None
+    return name.strip(), int(number) if number.is_integer() and name.strip() != "max_seconds" else number
+
+
 def cmd_tokenize(args) -> int:
     from .pipeline import Options, TokenizeConfig, tokenize
 
@@ -308,7 +330,7 @@ def cmd_tokenize(args) -> int:
     cfg = TokenizeConfig(
         inputs=args.inputs, output=args.output, suite=args.suite, shard_size=args.shard_size,
         options=Options(bos=args.bos, eos=args.eos, allowed_special=allowed, bitrate=args.bitrate,
-                        max_tokens=args.max_tokens),
+                        max_tokens=args.max_tokens, limits=dict(args.limit)),
         workers=args.workers, engine=args.engine, device=args.device, resume=args.resume, overwrite=args.overwrite,
         on_error=args.on_error, plugins=tuple(args.plugin), batch=args.batch,
         progress=False if args.no_progress else None, ray_address=args.ray_address)

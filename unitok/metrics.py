@@ -59,20 +59,35 @@ def _gaussian(size: int, sigma: float, device, dtype) -> torch.Tensor:
     return g / g.sum()
 
 
+MATRIX_BLUR_MAX_SIDE = 4096   # sides up to this blur by matrix products ([side, side] floats each)
+
+
+def blur_matrix(n: int, win: int, sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """[n - win + 1, n]: the "valid" 1-D Gaussian blur of ``win`` taps as a banded matrix."""
+    g = _gaussian(win, sigma, device, dtype)
+    rows = torch.arange(n - win + 1, device=device)[:, None]
+    return torch.zeros(n - win + 1, n, device=device, dtype=dtype).scatter_(
+        1, rows + torch.arange(win, device=device), g.expand(n - win + 1, win))
+
+
 def _ssim_parts(x: torch.Tensor, y: torch.Tensor, window: int, sigma: float):
-    """Mean SSIM and mean contrast-structure term per image: ([B], [B])."""
-    C = x.shape[1]
-    win = min(window, x.shape[-2], x.shape[-1])
+    """Mean SSIM and mean contrast-structure term per image: ([B], [B]). The separable blur is
+    two matrix products (several times faster on a CPU than depthwise convolutions) unless a side
+    is over ``MATRIX_BLUR_MAX_SIDE``; both give the same values to float rounding."""
+    C, H, W = x.shape[1:]
+    win = min(window, H, W)
     win -= (win % 2 == 0)   # odd, so the window is centred
-    g = _gaussian(win, sigma * win / window, x.device, x.dtype)
-    gh = g.reshape(1, 1, 1, win).expand(C, 1, 1, win)
-    gv = g.reshape(1, 1, win, 1).expand(C, 1, win, 1)
-    blur = lambda t: F.conv2d(F.conv2d(t, gh, groups=C), gv, groups=C)  # noqa: E731  (separable, valid)
-    mx, my = blur(x), blur(y)
-    sxx = blur(x * x) - mx * mx
-    syy = blur(y * y) - my * my
-    sxy = blur(x * y) - mx * my
-    cs = (2 * sxy + _C2) / (sxx + syy + _C2)
+    sig = sigma * win / window
+    if max(H, W) <= MATRIX_BLUR_MAX_SIDE:
+        gv, gh = blur_matrix(H, win, sig, x.device, x.dtype), blur_matrix(W, win, sig, x.device, x.dtype)
+        mx, my, xx, yy, xy = gv @ torch.stack([x, y, x * x, y * y, x * y]) @ gh.T
+    else:
+        g = _gaussian(win, sig, x.device, x.dtype)
+        kh = g.reshape(1, 1, 1, win).expand(C, 1, 1, win)
+        kv = g.reshape(1, 1, win, 1).expand(C, 1, win, 1)
+        blur = lambda t: F.conv2d(F.conv2d(t, kh, groups=C), kv, groups=C)  # noqa: E731  (separable, valid)
+        mx, my, xx, yy, xy = (blur(t) for t in (x, y, x * x, y * y, x * y))
+    cs = (2 * (xy - mx * my) + _C2) / (xx - mx * mx + yy - my * my + _C2)
     lum = (2 * mx * my + _C1) / (mx * mx + my * my + _C1)
     return (lum * cs).flatten(1).mean(1), cs.flatten(1).mean(1)
 

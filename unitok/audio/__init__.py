@@ -6,7 +6,8 @@
     >>> model.set_bitrate(3.0)                  # 4 levels: codes [B, 4, T]
     >>> recon = model.decode(codes, length=wav.shape[-1])
     >>> dec = model.stream_decoder()            # frame by frame, for a generating model
-    >>> chunk = dec.push(codes[0, :, :1])       # [hop] samples
+    >>> chunk = dec.push(codes[0, :, :1])       # the samples now final ([hop] once past the latency)
+    >>> tail = dec.flush()                      # at the end: what the decoder held back
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..quantize import ResidualQuantizerConfig
-from .model import AudioTokenizer, AudioTokenizerConfig, Decoder, Encoder, StreamDecoder, resample_blocks
+from .model import (AudioTokenizer, AudioTokenizerConfig, Decoder, Encoder, ISTFTDecoder, STFTEncoder, StreamDecoder,
+                    resample_blocks)
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "audio"
 
@@ -25,7 +27,7 @@ def load_default(device: str = "cpu") -> AudioTokenizer:
 
     if not (DEFAULT_DIR / "config.json").exists():
         raise ConfigError(f"{DEFAULT_DIR}: the bundled audio tokenizer is missing; reinstall unitok or train "
-                          f"one with `unitok train audio --config recipes/configs/audio_default_l1.yaml`")
+                          f"one with `unitok train audio --config recipes/configs/audio_default.yaml`")
     return AudioTokenizer.from_pretrained(DEFAULT_DIR, device=device)
 
 
@@ -34,7 +36,9 @@ __all__ = [
     "AudioTokenizerConfig",
     "Decoder",
     "Encoder",
+    "ISTFTDecoder",
     "ResidualQuantizerConfig",
+    "STFTEncoder",
     "StreamDecoder",
     "load_default",
     "resample_blocks",

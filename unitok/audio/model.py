@@ -1,12 +1,18 @@
-"""The audio tokenizer: a strided 1-D convolutional codec (SEANet family) with residual
-quantization and quantizer dropout, so one model serves several bitrates.
+"""The audio tokenizer: a strided 1-D convolutional codec (the SEANet family, or its spectral
+variant) with residual quantization and quantizer dropout, so one model serves several bitrates.
 
     Audio (any sample rate, any channels)
       -> downmix to mono, resample to ``sample_rate`` (24 kHz), in blocks (bounded memory)
-      -> Encoder: conv, then per ratio [residual units, strided conv (x2 channels)], LSTM, conv
-         -> latent [B, D, T], one frame per ``hop = prod(ratios)`` samples (320: 75 Hz)
+      -> Encoder -> latent [B, D, T], one frame per ``hop = prod(ratios)`` samples (320: 75 Hz).
+         Two kinds (config ``encoder``): "seanet": conv, then per ratio [residual units, strided
+         conv (x2 channels)], LSTM, conv; "stft" (the bundled default): each hop's log-magnitude
+         spectrum, then ConvNeXt blocks over the frames.
       -> ResidualQuantizer (``unitok.quantize``): K levels of codes per frame, [B, K, T]
-      -> Decoder: the mirror image (sub-pixel upsampling) -> [B, 1, T * hop] -> crop.
+      -> Decoder -> [B, 1, T * hop] -> crop. Two kinds (config ``decoder``):
+         "seanet": the encoder's mirror image (sub-pixel upsampling, sample by sample);
+         "istft" (the bundled default): ConvNeXt blocks over the frames, then each frame's
+         log-magnitude and phase spectrum and an inverse STFT (Vocos's head). With every learned
+         layer at the frame rate, the spectral pair is far cheaper to run and to train.
 
 Bitrate = levels x frame rate x log2(codebook size): with 1024-code levels at 75 Hz, 2 levels
 are 1.5 kbps, 4 are 3 kbps, 8 are 6 kbps. ``AudioTokenizer.n_levels`` (or ``set_bitrate``)
@@ -22,6 +28,10 @@ runs over consecutive chunks carrying its state and gives the codes of a one-sho
 decoder does the same frame by frame (:meth:`AudioTokenizer.stream_decoder`). Both match the
 one-shot result up to float rounding (convolutions over different lengths may round the last bit
 differently; a code can then flip only where two codes are within that rounding of each other).
+The iSTFT decoder's windows reach ``n_fft / hop - 1`` frames past a sample (3 frames, 40 ms, for
+the config's default 4-hop window; 1 frame, 13 ms, for the bundled model's 2-hop window), so
+a stream holds a sample back until those frames are in (``StreamDecoder.latency_frames``), and
+the end of a signal is decoded as if zero latents followed it.
 Non-causal models encode long inputs in windows with an overlap of the encoder's receptive field
 on each side; codes match a one-shot encode except where the LSTM's state, reset per window,
 changes a decision near the start of a window.
@@ -43,13 +53,15 @@ from ..errors import ConfigError, MediaError, TokenSequenceError
 from ..layout import CodecDepth, Delay
 from ..media import DEFAULT_LIMITS, Audio
 from ..modality import MediaTokenizer
-from ..nn.audio import ELU, Conv1d, LSTM1d, ResUnit1d, Seq, Upsample1d
+from ..nn.audio import ELU, Conv1d, ConvNeXt1d, ISTFTHead, LogSpectrum, LSTM1d, ResUnit1d, Seq, Upsample1d
 from ..quantize import ResidualQuantizer, ResidualQuantizerConfig
 from ..space import MAX_DIM
 
 LENGTH_BASE = MAX_DIM + 1          # samples_high * LENGTH_BASE + samples_low
 MIN_RATE, MAX_RATE = 1000, 384_000  # accepted input sample rates (as MediaLimits)
 LAYOUTS = ("codec_depth", "delay")
+DECODERS = ("seanet", "istft")
+ENCODERS = ("seanet", "stft")
 MAX_DILATION = 1 << 16              # largest dilation of a residual unit's convolution
 
 
@@ -65,6 +77,14 @@ class AudioTokenizerConfig:
     causal: bool = True                         # causal convs: streaming and exact chunking
     quantizer: ResidualQuantizerConfig = field(default_factory=ResidualQuantizerConfig)
     layout: str = "codec_depth"                 # "codec_depth" (next-codec) or "delay" (MusicGen)
+    encoder: str = "seanet"                     # "seanet" (strided convs) or "stft" (log spectra + ConvNeXt)
+    encoder_dim: int = 256                      # stft: width of the ConvNeXt blocks over frames
+    encoder_layers: int = 4                     # stft: ConvNeXt blocks
+    decoder: str = "seanet"                     # "seanet" (the encoder's mirror) or "istft" (Vocos)
+    decoder_dim: int = 256                      # istft: width of the ConvNeXt backbone over frames
+    decoder_layers: int = 4                     # istft: ConvNeXt blocks
+    n_fft: int = 0                              # stft/istft: window, a multiple of the hop (0: 4 hops)
+    decoder_phase: str = "absolute"             # istft: predict each frame's phase, or its "increment"
 
     def __post_init__(self):
         if isinstance(self.quantizer, dict):
@@ -84,6 +104,19 @@ class AudioTokenizerConfig:
                               f"{self.dilation_base} ** {self.res_units - 1}")
         if self.kernel < 1 or (not self.causal and self.kernel % 2 == 0):
             raise ConfigError(f"audio config: kernel must be >= 1 (odd for a non-causal model), got {self.kernel}")
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"audio config: encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.encoder_dim < 1 or not 0 <= self.encoder_layers <= 64:
+            raise ConfigError("audio config: encoder_dim must be >= 1 and encoder_layers in 0..64")
+        if self.decoder_phase not in ("absolute", "increment"):
+            raise ConfigError(f"audio config: decoder_phase must be 'absolute' or 'increment', got {self.decoder_phase!r}")
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"audio config: decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.decoder_dim < 1 or not 0 <= self.decoder_layers <= 64:
+            raise ConfigError("audio config: decoder_dim must be >= 1 and decoder_layers in 0..64")
+        if self.n_fft and (self.n_fft % self.hop or not self.hop <= self.n_fft <= 16 * self.hop):
+            raise ConfigError(f"audio config: n_fft must be 0 or a multiple of the hop ({self.hop}) up to 16 hops, "
+                              f"got {self.n_fft}")
         if self.layout not in LAYOUTS:
             raise ConfigError(f"audio config: layout must be one of {LAYOUTS}, got {self.layout!r}")
 
@@ -126,6 +159,39 @@ class Encoder(nn.Module):
         return self.net.stream(x, state)
 
 
+class STFTEncoder(nn.Module):
+    """wav [B, 1, N] -> latent [B, D, N / hop]: each hop's log-magnitude spectrum (an ``n_fft``
+    window ending where the hop ends), then ConvNeXt blocks over the frames, the mirror of the
+    iSTFT decoder. The STFT is a strided 1-D convolution with fixed Fourier kernels, so this is
+    the SEANet encoder with its learned front end replaced by a fixed one and all its learned
+    layers at the frame rate: an order of magnitude cheaper to run, and the spectral envelope
+    the decoder must rebuild is there from the first step instead of learned in 16 channels."""
+
+    def __init__(self, cfg: AudioTokenizerConfig):
+        super().__init__()
+        n_fft, dim, causal = cfg.n_fft or 4 * cfg.hop, cfg.encoder_dim, cfg.causal
+        self.spectrum = LogSpectrum(n_fft, cfg.hop, causal)
+        layers: list[nn.Module] = [Conv1d(n_fft // 2 + 1, dim, 1, causal=causal, norm=False)]
+        layers += [ConvNeXt1d(dim, 3 * dim, causal=causal) for _ in range(cfg.encoder_layers)]
+        self.backbone = Seq(*layers)
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Conv1d(dim, cfg.quantizer.dim, 1)
+
+    def context(self) -> int:
+        """Input samples a latent frame sees beyond its own hop, both sides together."""
+        frames = sum(c.padding for c in self.backbone.modules() if isinstance(c, Conv1d))
+        return self.spectrum.padding + frames * self.spectrum.hop
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(self.norm(h.transpose(1, 2)).transpose(1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._head(self.backbone(self.spectrum(x)))
+
+    def stream(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        return self._head(self.backbone.stream(self.spectrum.stream(x, state), state))
+
+
 class Decoder(nn.Module):
     """latent [B, D, T] -> wav [B, 1, T * hop] (about [-1, 1], unclamped)."""
 
@@ -164,6 +230,60 @@ class Decoder(nn.Module):
     def stream(self, z: torch.Tensor, state: dict) -> torch.Tensor:
         return self.net.stream(z, state)
 
+    def flush(self, state: dict, batch: int) -> torch.Tensor:
+        """Samples still held back at the end of a stream: none (nothing waits for the future)."""
+        return torch.zeros(batch, 1, 0)
+
+
+class ISTFTDecoder(nn.Module):
+    """latent [B, D, T] -> wav [B, 1, T * hop]: a ConvNeXt backbone over the frames and an inverse
+    STFT head (Vocos; WavTokenizer pairs it with a SEANet encoder). All the work happens at
+    the frame rate, which makes it cheaper to run and much quicker to train than the upsampling
+    decoder, and magnitudes and phases are predicted per frame rather than built sample by sample.
+
+    A sample needs the frames whose windows cover it: its own and ``lookahead = n_fft / hop - 1``
+    more (3 frames for a 4-hop window, 1 for the bundled 2-hop one). ``forward`` appends that many zero latents
+    (the end of the signal); streaming holds back that many frames' samples until later frames
+    arrive, and ``flush`` ends the stream as ``forward`` ends the signal."""
+
+    def __init__(self, cfg: AudioTokenizerConfig):
+        super().__init__()
+        causal, dim = cfg.causal, cfg.decoder_dim
+        layers: list[nn.Module] = [Conv1d(cfg.quantizer.dim, dim, cfg.kernel, causal=causal)]
+        layers += [ConvNeXt1d(dim, 3 * dim, causal=causal) for _ in range(cfg.decoder_layers)]
+        self.backbone = Seq(*layers)
+        self.norm = nn.LayerNorm(dim)
+        self.head = ISTFTHead(dim, cfg.n_fft or 4 * cfg.hop, cfg.hop, cfg.decoder_phase)
+        self.lookahead = self.head.lookahead
+
+    def context_frames(self) -> int:
+        return sum(c.padding for c in self.backbone.modules() if isinstance(c, Conv1d)) + 2 * self.lookahead
+
+    @property
+    def last_layer(self) -> torch.Tensor:
+        return self.head.proj.weight
+
+    def _head_in(self, h: torch.Tensor) -> torch.Tensor:
+        return self.norm(h.transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        z = torch.nn.functional.pad(z, (0, self.lookahead))
+        return self.head(self._head_in(self.backbone(z)))
+
+    def stream(self, z: torch.Tensor, state: dict) -> torch.Tensor:
+        return self.head.stream(self._head_in(self.backbone.stream(z, state)), state)
+
+    def flush(self, state: dict, batch: int) -> torch.Tensor:
+        """The held-back samples at the end of a stream (``lookahead`` frames of them)."""
+        if self.head not in state or not self.lookahead:
+            return torch.zeros(batch, 1, 0)
+        z = torch.zeros(batch, self.backbone[0].conv.in_channels, self.lookahead, device=state[self.head][0].device)
+        return self.stream(z, state)
+
+
+def build_decoder(cfg: AudioTokenizerConfig) -> nn.Module:
+    return ISTFTDecoder(cfg) if cfg.decoder == "istft" else Decoder(cfg)
+
 
 def resample_blocks(samples: torch.Tensor, orig: int, new: int, block: int) -> Iterator[torch.Tensor]:
     """Downmix ``samples: [C, N]`` to mono and resample from ``orig`` to ``new`` Hz, yielding
@@ -197,11 +317,17 @@ class StreamDecoder:
 
         dec = model.stream_decoder()
         for frame_codes in generated:        # [K, n] (or [B, K, n]) int, n >= 1 frames
-            audio = dec.push(frame_codes)    # [n * hop] float32 (or [B, 1, n * hop]) in [-1, 1]
+            audio = dec.push(frame_codes)    # float32 [m] (or [B, 1, m]) in [-1, 1]: the samples now final
+        audio = dec.flush()                  # the end of the sound: what was held back
 
-    The concatenated outputs equal ``model.decode(all_codes)`` up to float rounding (the decoder
-    is causal: frame t's samples depend on frames <= t only, so nothing waits for the future).
-    Only the last few frames' activations are kept, so memory does not grow with the length.
+    The concatenated outputs (pushes, then ``flush``) equal ``model.decode(all_codes)`` up to float
+    rounding. Every decoder here is causal in the codes. The SEANet decoder needs nothing from the
+    future: each push returns ``n * hop`` samples and ``flush`` returns none. The iSTFT decoder
+    needs ``lookahead`` more frames before a sample is final (1 frame, 13 ms, for the bundled
+    model). Its
+    first pushes return that many frames' samples fewer, and ``flush`` returns them.
+    ``latency_frames`` says how many. Only the last few frames' activations are kept, so memory
+    does not grow with the length.
     """
 
     def __init__(self, model: AudioTokenizer):
@@ -211,22 +337,40 @@ class StreamDecoder:
         self.model = model
         self.state: dict = {}
         self.frames = 0
+        self._batch: int | None = None       # items in the stream; None for one unbatched item
+
+    @property
+    def latency_frames(self) -> int:
+        """Frames a sample waits for after its own frame has been pushed."""
+        return getattr(self.model.decoder, "lookahead", 0)
 
     def reset(self) -> None:
         self.state.clear()
         self.frames = 0
+        self._batch = None
 
     @torch.no_grad()
     def push(self, codes) -> torch.Tensor:
-        """codes: [K', n] or [B, K', n] int (K' <= K levels) -> audio [n * hop] or [B, 1, n * hop]."""
+        """codes: [K', n] or [B, K', n] int (K' <= K levels) -> the samples now final: [m] or
+        [B, 1, m] with ``m = n * hop`` once the first ``latency_frames`` frames are in."""
         c = torch.as_tensor(np.asarray(codes) if not torch.is_tensor(codes) else codes)
         single = c.ndim == 2
         c = self.model._check_codes(c[None] if single else c)
+        self._batch = None if single else c.shape[0]
         with parametrize.cached():
             z = self.model.quantizer.decode(c)
             y = self.model.decoder.stream(z, self.state).clamp(-1, 1)
         self.frames += c.shape[-1]
         return y[0, 0] if single else y
+
+    @torch.no_grad()
+    def flush(self) -> torch.Tensor:
+        """End the stream: the samples still held back ([m] or [B, 1, m]); then ``reset``."""
+        with parametrize.cached():
+            y = self.model.decoder.flush(self.state, self._batch or 1).clamp(-1, 1)
+        batch = self._batch
+        self.reset()
+        return y.to(self.model.device) if batch else y[0, 0].to(self.model.device)
 
 
 @register("audio.codec")
@@ -251,9 +395,9 @@ class AudioTokenizer(MediaTokenizer):
         super().__init__()
         cfg = AudioTokenizerConfig() if cfg is None else cfg
         self.cfg = cfg
-        self.encoder = Encoder(cfg)
+        self.encoder = STFTEncoder(cfg) if cfg.encoder == "stft" else Encoder(cfg)
         self.quantizer = ResidualQuantizer(cfg.quantizer)
-        self.decoder = Decoder(cfg)
+        self.decoder = build_decoder(cfg)
         self.n_levels = cfg.quantizer.levels
         self.resample_to_input = False
         self.chunk_seconds = 10.0
@@ -387,7 +531,8 @@ class AudioTokenizer(MediaTokenizer):
                 wav = self.decoder(self.quantizer.decode(codes))
             elif self.cfg.causal:
                 state: dict = {}
-                wav = torch.cat([self.decoder.stream(self.quantizer.decode(c), state) for c in codes.split(chunk, -1)], -1)
+                parts = [self.decoder.stream(self.quantizer.decode(c), state) for c in codes.split(chunk, -1)]
+                wav = torch.cat(parts + [self.decoder.flush(state, codes.shape[0]).to(parts[0])], -1)
             else:
                 ctx = self.decoder.context_frames() + 1
                 parts = []

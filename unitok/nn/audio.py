@@ -46,9 +46,9 @@ class Conv1d(nn.Module):
     """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, dilation: int = 1,
-                 causal: bool = True, norm: bool = True):
+                 causal: bool = True, norm: bool = True, groups: int = 1):
         super().__init__()
-        conv = nn.Conv1d(c_in, c_out, kernel, stride=stride, dilation=dilation)
+        conv = nn.Conv1d(c_in, c_out, kernel, stride=stride, dilation=dilation, groups=groups)
         self.conv = weight_norm(conv) if norm else conv
         self.stride = stride
         self.causal = causal
@@ -131,6 +131,142 @@ class LSTM1d(nn.Module):
         return x + y.transpose(1, 2)
 
 
+class ConvNeXt1d(nn.Module):
+    """ConvNeXt block over frames (Vocos's backbone): x + scale * pw2(GELU(pw1(LN(dwconv(x))))).
+    The depthwise conv is causal when ``causal``; everything else is per frame, so it streams."""
+
+    def __init__(self, channels: int, hidden: int, kernel: int = 7, causal: bool = True, layer_scale: float = 0.1):
+        super().__init__()
+        self.dw = Conv1d(channels, channels, kernel, causal=causal, norm=False, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.pw1 = nn.Linear(channels, hidden)
+        self.pw2 = nn.Linear(hidden, channels)
+        self.scale = nn.Parameter(torch.full((channels,), layer_scale))
+
+    def _pointwise(self, h: torch.Tensor) -> torch.Tensor:
+        h = self.pw2(F.gelu(self.pw1(self.norm(h.transpose(1, 2)))))
+        return (h * self.scale).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self._pointwise(self.dw(x))
+
+    def stream(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        return x + self._pointwise(self.dw.stream(x, state))
+
+
+class LogSpectrum(nn.Module):
+    """wav [B, 1, N] (N a multiple of ``hop``) -> log-magnitude spectra [B, n_fft // 2 + 1, N / hop]
+    (periodic Hann window). Causal: frame t covers samples ``[(t + 1) * hop - n_fft, (t + 1) * hop)``,
+    zeros before sample 0, so it ends where its hop ends (the inverse of :class:`ISTFTHead`);
+    ``stream`` keeps the last ``n_fft - hop`` samples. Otherwise frames are centred on their hop."""
+
+    def __init__(self, n_fft: int, hop: int, causal: bool = True):
+        super().__init__()
+        if n_fft % hop or n_fft < hop:
+            raise ValueError(f"n_fft ({n_fft}) must be a multiple of the hop ({hop})")
+        self.n_fft, self.hop, self.causal = n_fft, hop, causal
+        self.padding = n_fft - hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def _spectra(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x[:, 0].float().unfold(-1, self.n_fft, self.hop) * self.window      # [B, T, n_fft]
+        return torch.fft.rfft(frames, dim=-1).abs().clamp_min(1e-5).log().transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % self.hop:
+            raise ValueError(f"length {x.shape[-1]} is not a multiple of the hop {self.hop}")
+        left = self.padding if self.causal else self.padding // 2
+        return self._spectra(F.pad(x, (left, self.padding - left)))
+
+    def stream(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        if not self.causal:
+            raise ValueError("only a causal spectrum can stream")
+        if x.shape[-1] % self.hop:
+            raise ValueError(f"chunk length {x.shape[-1]} is not a multiple of the hop {self.hop}")
+        past = state.get(self)
+        if past is None:
+            past = x.new_zeros(x.shape[0], 1, self.padding)
+        full = torch.cat([past, x], -1)
+        state[self] = full[..., full.shape[-1] - self.padding:]
+        return self._spectra(full)
+
+
+class ISTFTHead(nn.Module):
+    """Frames [B, C, T] -> waveform by an inverse STFT (Vocos): a linear layer predicts each
+    frame's log-magnitude and phase for ``n_fft // 2 + 1`` bins; the inverse FFTs are windowed
+    (periodic Hann) and overlap-added at ``hop`` samples per frame.
+
+    Frame t covers samples ``[(t + 1) * hop - n_fft, (t + 1) * hop)``: it ends where latent frame
+    t's input ends, so a causal backbone makes frame t depend on the input up to its own end
+    only. A sample is final once the ``lookahead = n_fft / hop - 1`` frames after its own have
+    been added; ``forward`` gets them by running on ``lookahead`` extra frames (the caller pads
+    the latents) and returns ``[B, 1, (T - lookahead) * hop]`` for ``T`` frames in, samples
+    ``[0, (T - lookahead) * hop)``. ``stream`` keeps the partial sums of the last
+    ``lookahead * hop`` samples and returns each chunk's final samples (the first chunk's
+    output starts at sample 0, so it is ``lookahead`` frames shorter)."""
+
+    def __init__(self, channels: int, n_fft: int, hop: int, phase: str = "absolute"):
+        super().__init__()
+        if n_fft % hop or n_fft < hop:
+            raise ValueError(f"n_fft ({n_fft}) must be a multiple of the hop ({hop})")
+        if phase not in ("absolute", "increment"):
+            raise ValueError(f"phase must be 'absolute' or 'increment', got {phase!r}")
+        self.n_fft, self.hop, self.lookahead = n_fft, hop, n_fft // hop - 1
+        self.phase = phase
+        self.proj = nn.Conv1d(channels, 2 * (n_fft // 2 + 1), 1)
+        # "increment": each frame's phase is the last one's plus the advance of a sinusoid at the
+        # bin's centre frequency (2 pi k hop / n_fft) plus a predicted deviation, so a steady partial
+        # stays coherent from frame to frame unless the model moves it (a phase vocoder's rule)
+        advance = (2 * math.pi * torch.arange(n_fft // 2 + 1, dtype=torch.float64) * hop / n_fft) % (2 * math.pi)
+        self.register_buffer("advance", advance, persistent=False)
+        window = torch.hann_window(n_fft)
+        # the overlap-added squared window is periodic in the hop: divide it out (exact wherever
+        # all overlapping frames are present, which the padding guarantees)
+        envelope = window.pow(2).view(-1, hop).sum(0)
+        self.register_buffer("window", window, persistent=False)
+        self.register_buffer("envelope", envelope, persistent=False)
+
+    def frames(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
+        """[B, C, T] -> windowed time-domain frames [B, n_fft, T] (float32). With increments, the
+        running phase (float64, so long signals lose no precision) carries over in ``state``."""
+        log_mag, phase = self.proj(x).float().chunk(2, 1)
+        if self.phase == "increment":
+            key = (self, "phase")
+            start = state.get(key) if state is not None else None
+            run = torch.cumsum(phase.double() + self.advance[:, None], -1)
+            if start is not None:
+                run = run + start
+            if state is not None:
+                state[key] = run[..., -1:]
+            phase = torch.remainder(run, 2 * math.pi).float()
+        spec = torch.polar(log_mag.clamp(max=8.0).exp(), phase)              # |S| <= e^8
+        return torch.fft.irfft(spec, n=self.n_fft, dim=1) * self.window[:, None]
+
+    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+        T = frames.shape[-1]
+        out = F.fold(frames, (1, (T - 1) * self.hop + self.n_fft), (1, self.n_fft), stride=(1, self.hop))
+        return out[:, 0, 0]                                                   # [B, (T + lookahead) * hop]
+
+    def _normalise(self, y: torch.Tensor) -> torch.Tensor:
+        return (y.view(y.shape[0], -1, self.hop) / self.envelope).reshape(y.shape[0], 1, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._overlap_add(self.frames(x))
+        L = self.lookahead * self.hop
+        return self._normalise(y[:, L:y.shape[-1] - L])
+
+    def stream(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        L = self.lookahead * self.hop
+        y = self._overlap_add(self.frames(x, state))          # this chunk's frames, from L samples back
+        past, skip = state.get(self, (None, L))                # nothing lies before sample 0
+        if past is not None:
+            y = torch.cat([y[:, :L] + past, y[:, L:]], 1)
+        out = y[:, :y.shape[-1] - L]
+        drop = min(skip, out.shape[-1])
+        state[self] = (y[:, y.shape[-1] - L:], skip - drop)
+        return self._normalise(out[:, drop:])
+
+
 # -- spectra -------------------------------------------------------------------------------------
 
 
@@ -145,6 +281,39 @@ def stft_loss(x: torch.Tensor, y: torch.Tensor, resolutions=((512, 128), (1024, 
         mag = (mx.clamp_min(1e-5).log() - my.clamp_min(1e-5).log()).abs().mean()
         total = total + sc.mean() + mag
     return total / len(resolutions)
+
+
+class EnvelopeCorrelationLoss(nn.Module):
+    """1 - the mean correlation between the reference's and the reconstruction's short-time
+    envelopes in 15 third-octave bands from 150 Hz, over windows of 30 frames of 12.8 ms: the
+    intermediate quantity of STOI (Taal et al. 2011), which judges intelligibility by exactly
+    these envelopes, without its silence removal and clipping (differentiable; as in STOI-trained
+    speech enhancement). Phase- and gain-blind: it rewards getting each band's rise and fall
+    right. x (reconstruction), y (target): [B, N] at ``rate`` -> []."""
+
+    def __init__(self, rate: int, bands: int = 15, low: float = 150.0, frames: int = 30):
+        super().__init__()
+        self.win = round(0.0256 * rate)
+        self.hop = self.win // 2
+        self.n_fft = 1 << (self.win - 1).bit_length()
+        self.frames = frames
+        freqs = torch.arange(self.n_fft // 2 + 1) * rate / self.n_fft
+        centres = low * 2.0 ** (torch.arange(bands) / 3)
+        lo, hi = centres * 2 ** (-1 / 6), centres * 2 ** (1 / 6)
+        self.register_buffer("bands", ((freqs >= lo[:, None]) & (freqs < hi[:, None])).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(self.win), persistent=False)
+
+    def envelopes(self, x: torch.Tensor) -> torch.Tensor:
+        spec = torch.stft(x.float(), self.n_fft, self.hop, self.win, self.window, return_complex=True).abs().pow(2)
+        return (self.bands @ spec).clamp_min(1e-10).sqrt()                          # [B, bands, T]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ex, ey = self.envelopes(x), self.envelopes(y)
+        n = min(self.frames, ex.shape[-1])
+        ex, ey = ex.unfold(-1, n, max(1, n // 3)), ey.unfold(-1, n, max(1, n // 3))   # [B, bands, W, n]
+        ex, ey = ex - ex.mean(-1, keepdim=True), ey - ey.mean(-1, keepdim=True)
+        corr = (ex * ey).sum(-1) / (ex.norm(dim=-1) * ey.norm(dim=-1) + 1e-8)
+        return 1 - corr.mean()
 
 
 # -- adversarial ---------------------------------------------------------------------------------

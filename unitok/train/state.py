@@ -42,7 +42,7 @@ def save_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, state: di
     """Write ``ckpt`` (model folder + optimizer.safetensors + discriminator + state.json) via a
     temporary folder swapped in only once complete: a kill never leaves a broken checkpoint.
     ``state`` (JSON-able) gets the optimizers' non-tensor state added. Shared by the recipes."""
-    from safetensors.torch import save_file
+    from ..checkpoint import save_tensors
 
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -50,11 +50,11 @@ def save_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, state: di
     tensors, state["optimizer"] = optimizer_tensors(opt, "model")
     if disc is not None:
         dmod = disc.module if hasattr(disc, "module") else disc
-        save_file({k: v.detach().cpu().contiguous() for k, v in dmod.state_dict().items()},
-                  str(tmp / "discriminator.safetensors"))
+        save_tensors(tmp / "discriminator.safetensors",
+                     {k: v.detach().cpu().contiguous() for k, v in dmod.state_dict().items()})
         t_d, state["optimizer_d"] = optimizer_tensors(opt_d, "disc")
         tensors.update(t_d)
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    save_tensors(tmp / "optimizer.safetensors", tensors)
     (tmp / "state.json").write_text(json.dumps(state, default=str) + "\n")
     old = ckpt.with_name(ckpt.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
