@@ -217,11 +217,16 @@ def test_malformed_suite_json(toy, tmp_path, edit):
         unitok.load(tmp_path / "suite")
 
 
-@pytest.mark.parametrize("edit", [{"lstm": 2**63}, {"channels": 10**6}, {"res_units": 10**9, "dilation_base": 1},
-                                  {"kernel": 10**8}])
+SEANET = {"encoder": "seanet", "decoder": "seanet"}
+
+
+@pytest.mark.parametrize("edit", [{"lstm": 2**63, **SEANET}, {"channels": 10**6, **SEANET},
+                                  {"res_units": 10**9, "dilation_base": 1, **SEANET}, {"kernel": 10**8},
+                                  {"encoder_dim": 10**6}, {"decoder_dim": 10**5, "decoder_layers": 64}])
 def test_a_config_asking_for_a_giant_model_is_refused_before_allocating(tmp_path, edit):
     """{"lstm": 2**63} in an audio config.json built LSTM layers until memory ran out; a billion
-    channels allocated gigabytes before the weights were compared with the config."""
+    channels allocated gigabytes before the weights were compared with the config. (The SEANet
+    fields only build layers in the SEANet design, so those edits switch the design too.)"""
     folder = tmp_path / "audio"
     shutil.copytree(ROOT / "unitok" / "assets" / "audio", folder)
     cfg = json.loads((folder / "config.json").read_text())
