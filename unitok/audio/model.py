@@ -232,7 +232,7 @@ class Decoder(nn.Module):
 
     def flush(self, state: dict, batch: int) -> torch.Tensor:
         """Samples still held back at the end of a stream: none (nothing waits for the future)."""
-        return torch.zeros(batch, 1, 0)
+        return torch.zeros(batch, 1, 0, device=self.last_layer.device)
 
 
 class ISTFTDecoder(nn.Module):
@@ -275,10 +275,10 @@ class ISTFTDecoder(nn.Module):
 
     def flush(self, state: dict, batch: int) -> torch.Tensor:
         """The held-back samples at the end of a stream (``lookahead`` frames of them)."""
+        device = self.head.window.device
         if self.head not in state or not self.lookahead:
-            return torch.zeros(batch, 1, 0)
-        z = torch.zeros(batch, self.backbone[0].conv.in_channels, self.lookahead, device=state[self.head][0].device)
-        return self.stream(z, state)
+            return torch.zeros(batch, 1, 0, device=device)
+        return self.stream(torch.zeros(batch, self.backbone[0].conv.in_channels, self.lookahead, device=device), state)
 
 
 def build_decoder(cfg: AudioTokenizerConfig) -> nn.Module:
@@ -370,7 +370,7 @@ class StreamDecoder:
             y = self.model.decoder.flush(self.state, self._batch or 1).clamp(-1, 1)
         batch = self._batch
         self.reset()
-        return y.to(self.model.device) if batch else y[0, 0].to(self.model.device)
+        return y if batch else y[0, 0]
 
 
 @register("audio.codec")
@@ -532,7 +532,7 @@ class AudioTokenizer(MediaTokenizer):
             elif self.cfg.causal:
                 state: dict = {}
                 parts = [self.decoder.stream(self.quantizer.decode(c), state) for c in codes.split(chunk, -1)]
-                wav = torch.cat(parts + [self.decoder.flush(state, codes.shape[0]).to(parts[0])], -1)
+                wav = torch.cat(parts + [self.decoder.flush(state, codes.shape[0])], -1)
             else:
                 ctx = self.decoder.context_frames() + 1
                 parts = []

@@ -37,6 +37,24 @@ class ELU(nn.ELU):
         return self(x)
 
 
+def with_past(layer: nn.Module, x: torch.Tensor, state: dict, padding: int, causal: bool,
+              step: tuple[str, int], what: str) -> torch.Tensor:
+    """Streaming for a causal layer that looks ``padding`` samples back: the chunk ``x`` with the
+    last ``padding`` samples of the stream before it (zeros before the start), keeping the
+    chunk's own last ``padding`` samples in ``state[layer]`` for the next call. ``step``: the
+    (name, size) every chunk length must be a multiple of."""
+    if not causal:
+        raise ValueError(f"only causal {what} can stream")
+    if x.shape[-1] % step[1]:
+        raise ValueError(f"chunk length {x.shape[-1]} is not a multiple of the {step[0]} {step[1]}")
+    past = state.get(layer)
+    if past is None:
+        past = x.new_zeros(x.shape[0], x.shape[1], padding)
+    full = torch.cat([past, x], -1)
+    state[layer] = full[..., full.shape[-1] - padding:]
+    return full
+
+
 class Conv1d(nn.Module):
     """x: [B, C_in, T] -> [B, C_out, T / stride] (T a multiple of ``stride``).
 
@@ -65,16 +83,7 @@ class Conv1d(nn.Module):
 
     def stream(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         """The next chunk (a multiple of the stride) -> its output frames."""
-        if not self.causal:
-            raise ValueError("only causal convolutions can stream")
-        if x.shape[-1] % self.stride:
-            raise ValueError(f"chunk length {x.shape[-1]} is not a multiple of the stride {self.stride}")
-        past = state.get(self)
-        if past is None:
-            past = x.new_zeros(x.shape[0], x.shape[1], self.padding)
-        full = torch.cat([past, x], -1)
-        state[self] = full[..., full.shape[-1] - self.padding:]
-        return self.conv(full)
+        return self.conv(with_past(self, x, state, self.padding, self.causal, ("stride", self.stride), "convolutions"))
 
 
 class Upsample1d(nn.Module):
@@ -179,16 +188,7 @@ class LogSpectrum(nn.Module):
         return self._spectra(F.pad(x, (left, self.padding - left)))
 
     def stream(self, x: torch.Tensor, state: dict) -> torch.Tensor:
-        if not self.causal:
-            raise ValueError("only a causal spectrum can stream")
-        if x.shape[-1] % self.hop:
-            raise ValueError(f"chunk length {x.shape[-1]} is not a multiple of the hop {self.hop}")
-        past = state.get(self)
-        if past is None:
-            past = x.new_zeros(x.shape[0], 1, self.padding)
-        full = torch.cat([past, x], -1)
-        state[self] = full[..., full.shape[-1] - self.padding:]
-        return self._spectra(full)
+        return self._spectra(with_past(self, x, state, self.padding, self.causal, ("hop", self.hop), "spectra"))
 
 
 class ISTFTHead(nn.Module):

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import file_sha256
 from ..errors import ConfigError, UnitokError
 from .shards import (ERRORS_FILE, INDEX_FIELDS, INDEX_FILE, RUN_FILE, check_fields, parse_doc_line, read_manifest,
                      read_megatron_index, shard_name)
@@ -63,7 +63,7 @@ def _check_shard(out: Path, name: str, vocab_size: int, problems: list[str]) -> 
         if not path.is_file():
             problems.append(f"{path}: missing")
             return None
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         if digest != info["sha256"] or path.stat().st_size != info["bytes"]:
             problems.append(f"{path}: content differs from its manifest (sha256 {digest[:12]} vs "
                             f"{info['sha256'][:12]})")
