@@ -254,6 +254,57 @@ def config_to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+TRAINING_ONLY = "unitok.training_only"
+
+
+def training_only(default=dataclasses.MISSING, *, default_factory=dataclasses.MISSING):
+    """A config field that shapes training only (a loss weight, an EMA rate, quantizer dropout):
+    it is saved with the config but is not part of the fingerprint, so changing it keeps every
+    dataset tokenized before decodable. Mark a field so only if no trained model's ids or decoded
+    output can depend on it."""
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={TRAINING_ONLY: True})
+
+
+def _field_default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return config_to_dict(value)
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def id_config(cfg) -> dict:
+    """The part of a config dataclass that decides ids and decoding: what a fingerprint hashes.
+
+    Training-only fields (:func:`training_only`) are left out, and so is every field at its
+    default value, so that a field added later (whose default keeps the old behaviour) leaves the
+    fingerprints of existing checkpoints as they were. Nested config dataclasses are reduced the
+    same way; one whose class is not the field's default class also records that class's name (a
+    VQ quantizer where the default is FSQ)."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get(TRAINING_ONLY):
+            continue
+        value, default = getattr(cfg, f.name), _field_default(f)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            nested = id_config(value)
+            if type(value) is not type(default):
+                nested["class"] = type(value).__name__
+            if nested:
+                out[f.name] = nested
+        elif default is dataclasses.MISSING or _plain(value) != _plain(default):
+            out[f.name] = _plain(value)
+    return out
+
+
 def _fits(value, hint) -> bool:
     """Whether a config value has its field's type (for the scalar and tuple types configs use; other
     hints are left to the dataclass), so a damaged config.json fails here and not deep in a model."""
