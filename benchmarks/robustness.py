@@ -245,9 +245,8 @@ class Context:
         import torch
 
         torch.set_num_threads(1)
-        sys.path.insert(0, str(ROOT / "tests"))
         import unitok
-        from toys import ToyAudio, ToyAudioConfig, ToyImage, ToyImageConfig
+        from unitok.testing import ToyAudio, ToyAudioConfig, ToyImage, ToyImageConfig
 
         self.work, self.seed = work, seed
         self.seeds = _seed_files(work / "seeds")
@@ -1450,7 +1449,7 @@ def section_body(tallies: dict[str, Tally], args, seconds: float) -> str:
         "ceiling. *Records lost* (`unitok tokenize`): records neither stored with the ids `tok.encode` gives "
         "nor listed in `errors.jsonl`.",
         "- Suites: the bundled one (`unitok.load()`: text, image, audio and, since its checkpoint landed in "
-        "`unitok/assets/video`, video), the two toy suites of `tests/toys.py` (next-scale and raster images, "
+        "`unitok/assets/video`, video), the two toy suites of `unitok/testing.py` (next-scale and raster images, "
         "codec-depth and delay audio, 3 text tokens a group) and a small randomly initialised `unitok.video` "
         "tokenizer. Encoding and decoding run under "
         "tighter limits than the defaults (a header may ask for at most 4 megapixels, 120 s or 2**18 tokens) so "

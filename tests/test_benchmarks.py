@@ -1,5 +1,5 @@
 """The image reconstruction benchmark (``benchmarks/reconstruction.py``) on tiny synthetic pictures
-with the toy image codec of ``tests/toys.py``: table columns, bits per pixel, the anchors'
+with the toy image codec of ``unitok/testing.py``: table columns, bits per pixel, the anchors'
 interpolation, PSNR of exact copies, and what the command writes."""
 
 import importlib.util
@@ -14,7 +14,7 @@ import torch
 import unitok
 from unitok import Image, UniTokenizer
 
-from toys import ToyImage, ToyImageConfig
+from unitok.testing import ToyImage, ToyImageConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = {"JPEG": (5, 30, 90), "WebP": (10, 50, 90)}    # short sweeps keep the tests fast

@@ -8,7 +8,7 @@ import torch
 from unitok import ConfigError
 from unitok.checkpoint import WEIGHTS_NAME, load_pretrained, register
 
-from toys import ToyImage, ToyImageConfig
+from unitok.testing import ToyImage, ToyImageConfig
 
 
 def test_round_trip(tmp_path):
@@ -18,7 +18,7 @@ def test_round_trip(tmp_path):
     assert isinstance(again, ToyImage) and again.cfg == model.cfg
     assert again.fingerprint() == model.fingerprint()
     data = json.loads((tmp_path / "ck" / "config.json").read_text())
-    assert data["type"] == "toyimage.residual" and data["config"]["levels"] == 8
+    assert data["type"] == "testing.toy_image" and data["config"]["levels"] == 8
 
 
 def test_pickle_is_refused(tmp_path):
@@ -106,6 +106,6 @@ def test_truncated_config_and_missing_folder(tmp_path):
 
 def test_registering_a_taken_name_is_an_error():
     with pytest.raises(ValueError, match="already registered"):
-        @register("toyimage.residual")
+        @register("testing.toy_image")
         class Other:  # noqa: F841
             pass

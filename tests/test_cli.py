@@ -13,7 +13,7 @@ import unitok
 from unitok.cli import main
 from unitok import Image, UniTokenizer
 
-from toys import ToyImage
+from unitok.testing import ToyImage
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

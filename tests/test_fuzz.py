@@ -20,7 +20,7 @@ from unitok.data import TokenDataset
 from unitok.media import MediaLimits, open_media
 from unitok.pipeline import Options, TokenizeConfig, tokenize, verify
 
-from toys import ToyAudio, ToyImage
+from unitok.testing import ToyAudio, ToyImage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -311,7 +311,7 @@ def suite_dir(tmp_path_factory, toy):
 def _run(tmp_path, lines, suite_dir, **options):
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     summary = tokenize(TokenizeConfig([str(tmp_path / "m.jsonl")], tmp_path / "out", suite=str(suite_dir),
-                                      plugins=("toys",), workers=0, progress=False, options=Options(**options)))
+                                      plugins=("unitok.testing",), workers=0, progress=False, options=Options(**options)))
     errors = [json.loads(x) for x in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
     return summary, errors
 

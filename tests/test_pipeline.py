@@ -1,5 +1,5 @@
 """Batch tokenization (``unitok tokenize``, ``unitok.pipeline``, ``unitok.data.TokenDataset``) with
-the toy codecs of ``tests/toys.py``: bad records, worker-count independence, kill and resume, the
+the toy codecs of ``unitok/testing.py``: bad records, worker-count independence, kill and resume, the
 on-disk format, WebDataset tars, verify, and the Ray engine."""
 
 import io
@@ -25,10 +25,10 @@ from unitok.data import TokenDataset
 from unitok.pipeline import Options, TokenizeConfig, tokenize
 from unitok.pipeline.shards import id_dtype, megatron_index, read_megatron_index
 
-from toys import ToyAudio, ToyImage, ToyImageConfig
+from unitok.testing import ToyAudio, ToyImage, ToyImageConfig
 
 TESTS = Path(__file__).resolve().parent
-PLUGINS = ("toys",)      # workers import the toy codecs' module, which registers their types
+PLUGINS = ("unitok.testing",)   # workers import the toy codecs' module, which registers their types
 
 
 def _picture(seed: int, h: int = 24, w: int = 40) -> Image:
@@ -276,7 +276,7 @@ def test_sigkill_midway_then_resume_gives_identical_shards(tmp_path, suite):
     _run(tmp_path / "ref", [manifest], suite, shard_size=10)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "unitok.cli", "tokenize", str(manifest), "-o", str(out), "--suite", str(suite),
-           "--plugin", "toys", "--workers", "2", "--shard-size", "10", "--batch", "4", "--no-progress"]
+           "--plugin", "unitok.testing", "--workers", "2", "--shard-size", "10", "--batch", "4", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     job = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -343,10 +343,10 @@ def _cli(capsys, *argv):
 
 
 def test_cli_tokenize_and_verify(capsys, tmp_path, data, suite):
-    sys.modules.setdefault("toys", __import__("toys"))
+    import unitok.testing  # noqa: F401  (registers the toy types)
     out = tmp_path / "out"
     code, _, err = _cli(capsys, "tokenize", data / "docs.jsonl", data / "a0.wav", "-o", out, "--suite", suite,
-                        "--plugin", "toys", "--workers", "0", "--shard-size", "4", "--eos", "--no-progress")
+                        "--plugin", "unitok.testing", "--workers", "0", "--shard-size", "4", "--eos", "--no-progress")
     assert code == 0, err
     assert f"tokenized {len(GOOD_LINES) + 1} document(s) of {len(GOOD_LINES) + len(BAD) + 1} record(s)" in err
     assert "skipped 9 record(s)" in err and "errors.jsonl" in err
@@ -367,7 +367,7 @@ def test_cli_tokenize_and_verify(capsys, tmp_path, data, suite):
     (out / "shard-00000.bin").write_bytes(bytes(blob))
     code, _, err = _cli(capsys, "verify", out, "--suite", suite)
     assert code == 1 and "shard-00000.bin: content differs" in err
-    code, _, err = _cli(capsys, "tokenize", data / "docs.jsonl", "-o", out, "--suite", suite, "--plugin", "toys",
+    code, _, err = _cli(capsys, "tokenize", data / "docs.jsonl", "-o", out, "--suite", suite, "--plugin", "unitok.testing",
                         "--shard-size", "5", "--resume", "--no-progress")
     assert code == 1 and "cannot resume" in err and "shard size 4 vs 5" in err
 
@@ -387,10 +387,10 @@ def test_cli_help_documents_every_option(capsys, cmd, options):
 
 def test_cli_limit_sets_media_limits_for_the_run(capsys, tmp_path, data, suite):
     """--limit NAME=VALUE: a file over the run's limit is a recorded error, the rest go on."""
-    sys.modules.setdefault("toys", __import__("toys"))
+    import unitok.testing  # noqa: F401  (registers the toy types)
     out = tmp_path / "out"
     code, _, err = _cli(capsys, "tokenize", data / "a0.wav", data / "a1.flac", "-o", out, "--suite", suite,
-                        "--plugin", "toys", "--workers", "0", "--no-progress", "--limit", "max_seconds=0.2")
+                        "--plugin", "unitok.testing", "--workers", "0", "--no-progress", "--limit", "max_seconds=0.2")
     assert code == 0, err
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
     assert len(errors) == 1 and "a1.flac" in errors[0]["source"] and "max_seconds" in errors[0]["reason"]
@@ -434,7 +434,7 @@ def test_a_record_that_kills_its_worker_is_skipped(tmp_path):
     lines = [{"content": [{"image": "crash.png" if i == 15 else "ok.png"}]} for i in range(20)]
     _write_manifest(tmp_path / "m.jsonl", lines)
     summary = tokenize(TokenizeConfig([str(tmp_path / "m.jsonl")], tmp_path / "out", suite=str(suite),
-                                      plugins=("toys", "test_pipeline"), workers=1, batch=2, shard_size=8,
+                                      plugins=("unitok.testing", "test_pipeline"), workers=1, batch=2, shard_size=8,
                                       progress=False))
     errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
     assert [(e["position"], "worker process died" in e["reason"]) for e in errors] == [("line 16", True)]

@@ -1,5 +1,5 @@
 """UniTokenizer: interleaved documents, groups and spans, strict and lenient decoding of generated ids,
-suites on disk. Media tokenizers here are the toy codecs of ``tests/toys.py``."""
+suites on disk. Media tokenizers here are the toy codecs of ``unitok/testing.py``."""
 
 import json
 
@@ -11,7 +11,7 @@ import unitok
 from unitok import Audio, ConfigError, Image, TokenSequence, TokenSequenceError, UniTokenizer
 from unitok.space import DIM_DIGITS
 
-from toys import ToyAudio, ToyAudioConfig, ToyImage, ToyImageConfig
+from unitok.testing import ToyAudio, ToyAudioConfig, ToyImage, ToyImageConfig
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ class ToyImageConfig:
     scales: tuple = (1, 2)       # coarse scales (divisors of the grid); the full grid is always last
 
 
-@register("toyimage.residual")
+@register("testing.toy_image")
 class ToyImage(MediaTokenizer):
     """Grey-level residual quantiser over ``patch`` x ``patch`` blocks at several scales."""
 
@@ -101,7 +101,7 @@ class ToyAudioConfig:
     layout: str = "codec_depth"   # or "delay"
 
 
-@register("toyaudio.residual")
+@register("testing.toy_audio")
 class ToyAudio(MediaTokenizer):
     """Residual scalar quantiser of per-frame mean and energy; mono at ``sample_rate``."""
 
