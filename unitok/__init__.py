@@ -9,14 +9,15 @@ groups for next-group-of-tokens prediction.
 
 from .errors import ConfigError, MediaError, TokenSequenceError, UnitokError
 from .media import Audio, Image, Video
+from .sequence import Decoded, Repair, Span, TokenSequence
 from .space import TokenSpace
-from .tokenizer import Decoded, Span, TokenSequence, UniTokenizer, load
+from .tokenizer import UniTokenizer, load
 from . import text  # noqa: E402  (registers the text tokenizer type)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "load", "UniTokenizer", "TokenSpace", "TokenSequence", "Span", "Decoded",
+    "load", "UniTokenizer", "TokenSpace", "TokenSequence", "Span", "Decoded", "Repair",
     "Image", "Video", "Audio",
     "UnitokError", "MediaError", "TokenSequenceError", "ConfigError",
 ]

@@ -271,7 +271,7 @@ def _output_name(token_file: Path, kind: str, index: int, count: int) -> str:
 
 def cmd_decode(args) -> int:
     from .space import TokenSpace
-    from .tokenizer import TokenSequence
+    from .sequence import TokenSequence
 
     started = time.perf_counter()
     tok = _load(args)

@@ -24,7 +24,8 @@ import numpy as np
 from .errors import ConfigError
 from .pipeline.shards import (FORMAT, FORMAT_VERSION, GROUP_DTYPE, INDEX_FIELDS, INDEX_FILE, MegatronIndex, check_fields,
                               parse_doc_line, read_megatron_index)
-from .tokenizer import Span, TokenSequence
+from .sequence import Span, TokenSequence
+from .space import check_space_version
 
 
 def _memmap(path: Path, dtype) -> np.ndarray:
@@ -83,6 +84,7 @@ class TokenDataset:
         if not isinstance(self.index, dict) or self.index.get("format") != FORMAT or self.index.get(
                 "version") != FORMAT_VERSION:
             raise ConfigError(f"{index_file}: not a unitok tokenized dataset of format version {FORMAT_VERSION}")
+        check_space_version(self.index.get("space_version"), source=str(index_file))
         check_fields(self.index, INDEX_FIELDS, index_file, "the index of a tokenized dataset")
         if len(self.index["shards"]) != len(self.index["documents_per_shard"]):
             raise ConfigError(f"{index_file}: {len(self.index['shards'])} shards but "

@@ -19,6 +19,7 @@ from typing import ClassVar, Sequence
 import numpy as np
 
 from .errors import ConfigError, TokenSequenceError
+from .sequence import Repair
 
 # Structural markers a layout may put where a level index would go. They become special ids.
 PAD = -1   # "no code here" (delay pattern); <|pad|>
@@ -26,18 +27,6 @@ EOL = -2   # end of a raster row; <|eol|>
 EOF = -3   # end of a frame; <|eof|>
 FOREIGN = -9  # an id that belongs to neither this modality nor its structural tokens
 STRUCTURAL = {PAD: "<|pad|>", EOL: "<|eol|>", EOF: "<|eof|>"}
-
-
-@dataclass(frozen=True)
-class Repair:
-    """One change lenient decoding made to a token sequence."""
-
-    position: int   # index in the decoded id sequence where the problem was found
-    action: str     # "dropped", "padded", "replaced", "closed", "skipped"
-    reason: str
-
-    def __str__(self) -> str:
-        return f"position {self.position}: {self.action}: {self.reason}"
 
 
 @dataclass

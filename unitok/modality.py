@@ -3,7 +3,9 @@
 A media tokenizer is an ``nn.Module`` that:
 
 - declares its ``modality`` and the integer ``header_fields`` written as shape tokens after the
-  begin token (e.g. ``("height", "width")`` in pixels, so any size round-trips exactly);
+  begin token (e.g. ``("height", "width")`` in pixels, so any size round-trips exactly); each takes
+  ``DIM_DIGITS`` base-1024 digits (up to 1,048,575) unless ``header_digits`` gives it more (an
+  audio length in samples: 4 digits);
 - turns one item into ``(header, codes)`` and back (``encode_item`` / ``decode_item``);
 - says how its codes are laid out for a given header (``layout(header)``, a ``unitok.layout``
   layout whose ``flatten`` accepts those codes);
@@ -21,14 +23,21 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .checkpoint import Pretrained, config_to_dict, state_fingerprint
+from .checkpoint import Pretrained, id_config, state_fingerprint
 from .errors import TokenSequenceError
 from .layout import Layout
+from .space import DIM_DIGITS
 
 
 class MediaTokenizer(Pretrained, nn.Module):
     modality: ClassVar[str]
     header_fields: ClassVar[tuple[str, ...]]
+    header_digits: ClassVar[dict[str, int]] = {}    # shape tokens of a wide field; others take DIM_DIGITS
+
+    @classmethod
+    def header_widths(cls) -> list[int]:
+        """Shape tokens each of ``header_fields`` takes, in order."""
+        return [cls.header_digits.get(f, DIM_DIGITS) for f in cls.header_fields]
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -60,7 +69,20 @@ class MediaTokenizer(Pretrained, nn.Module):
             return b.device
         return torch.device("cpu")
 
+    @property
     def fingerprint(self) -> str:
-        """Identity of this tokenizer: type, config and weights."""
-        cfg = json.dumps({"type": self.checkpoint_type, "config": config_to_dict(self.cfg)}, sort_keys=True)
-        return hashlib.sha256((cfg + state_fingerprint(self.state_dict())).encode()).hexdigest()
+        """sha256 of what decides this tokenizer's ids and decoded output: its checkpoint type,
+        the id-relevant part of its config (:func:`unitok.checkpoint.id_config`: no training-only
+        field, no field at its default) and a digest of its weights. Like
+        ``TextTokenizer.fingerprint``, an attribute; computed on access (the weights may change)."""
+        content = {"type": self.checkpoint_type, "config": id_config(self.cfg),
+                   "weights": state_fingerprint(self.state_dict())}
+        return _Fingerprint(hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"))
+                                           .encode()).hexdigest())
+
+
+class _Fingerprint(str):
+    """TEMPORARY while the modality packages move to the attribute: ``fingerprint()`` still works."""
+
+    def __call__(self) -> str:
+        return str(self)

@@ -25,7 +25,10 @@ import numpy as np
 from .errors import ConfigError, TokenSequenceError
 from .layout import FOREIGN, STRUCTURAL
 
-MANIFEST_VERSION = 1
+#: The token-space manifest version. 2: a fingerprint covers only what decides ids (each component's
+#: weights digest and id-relevant config); 1 hashed whole configs, training-only settings included.
+MANIFEST_VERSION = 2
+FIRST_RELEASE_OF = {2: "0.2.0"}   # the unitok release that introduced each manifest version
 
 MEDIA_MODALITIES = ("image", "video", "audio")
 
@@ -42,6 +45,7 @@ DIM_BASE = 1024           # shape tokens <|dim:0|> .. <|dim:1023|>: digits of a 
 DIM_DIGITS = 2            # every shape field is written with this many digits (max 1024**2 - 1)
 SPECIAL_BLOCK = 2048      # NAMED_SLOTS + DIM_BASE + reserved slots
 MAX_DIM = DIM_BASE ** DIM_DIGITS - 1
+MAX_DIM_DIGITS = 6        # a wide header field (``MediaTokenizer.header_digits``) takes at most this many
 MAX_IDS = 2**31 - 1       # ids are stored as int32 in tokenized shards (uint16 for small spaces)
 
 BEGIN = {m: f"<|{m}|>" for m in MEDIA_MODALITIES}
@@ -68,6 +72,31 @@ def _is_int(x) -> bool:
 
 def _canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def check_space_version(version, *, source: str) -> None:
+    """Refuse ids, token files and datasets made under another token-space manifest version,
+    saying why and what to do (``version`` None: written before versions were recorded, i.e. 1)."""
+    if version == MANIFEST_VERSION:
+        return
+    if version is None or version == 1:
+        raise ConfigError(
+            f"{source}: made under token-space manifest version 1 (unitok 0.1), whose fingerprints hashed whole "
+            f"tokenizer configs, training-only settings included. This unitok ({FIRST_RELEASE_OF[MANIFEST_VERSION]} "
+            f"or later) fingerprints only what decides ids (manifest version {MANIFEST_VERSION}), so it cannot "
+            f"check that these ids belong to your tokenizer suite. The bundled tokenizers' ids did not change: "
+            f"encode the source again (a new `unitok tokenize` run into an empty folder, or `unitok encode`) to get "
+            f"version-{MANIFEST_VERSION} files, or read these with unitok 0.1")
+    raise ConfigError(f"{source}: token-space manifest version {version!r} is not one this unitok reads "
+                      f"({MANIFEST_VERSION}); it was written by another unitok release, upgrade to read it")
+
+
+def _widths(digits: int | Sequence[int], count: int) -> list[int]:
+    """Shape tokens per header value: one count for all values, or one per value."""
+    widths = [digits] * count if _is_int(digits) else list(digits)
+    if len(widths) != count or not all(_is_int(w) and 1 <= w <= MAX_DIM_DIGITS for w in widths):
+        raise ConfigError(f"header widths must be {count} integers in 1..{MAX_DIM_DIGITS}, got {digits!r:.80}")
+    return [int(w) for w in widths]
 
 
 def _special_name(slot: int) -> str:
@@ -203,20 +232,23 @@ class TokenSpace:
 
     # -- shape tokens ----------------------------------------------------------------------------
 
-    def dim_ids(self, values: Iterable[int]) -> list[int]:
-        """Shape tokens for header values: ``DIM_DIGITS`` base-``DIM_BASE`` digits each, most
-        significant first."""
+    def dim_ids(self, values: Iterable[int], digits: int | Sequence[int] = DIM_DIGITS) -> list[int]:
+        """Shape tokens for header values: ``digits`` base-``DIM_BASE`` digits each (one count for
+        every value, or one per value: a wide field such as an audio length in samples takes 4),
+        most significant first."""
+        values = [int(v) for v in values]
+        widths = _widths(digits, len(values))
         out = []
         base = self.text_vocab_size + NAMED_SLOTS
-        for v in values:
-            v = int(v)
-            if not 0 <= v <= MAX_DIM:
-                raise ConfigError(f"shape value {v} does not fit in {DIM_DIGITS} shape tokens (max {MAX_DIM})")
-            digits = []
-            for _ in range(DIM_DIGITS):
+        for v, width in zip(values, widths):
+            if not 0 <= v < DIM_BASE ** width:
+                raise ConfigError(f"shape value {v} does not fit in {width} shape tokens "
+                                  f"(max {DIM_BASE ** width - 1})")
+            digits_of_v = []
+            for _ in range(width):
                 v, d = divmod(v, DIM_BASE)
-                digits.append(base + d)
-            out.extend(reversed(digits))
+                digits_of_v.append(base + d)
+            out.extend(reversed(digits_of_v))
         return out
 
     def dim_digit(self, token_id: int) -> int | None:
@@ -224,10 +256,12 @@ class TokenSpace:
         d = int(token_id) - self.text_vocab_size - NAMED_SLOTS
         return d if 0 <= d < DIM_BASE else None
 
-    def dims_from_ids(self, ids: np.ndarray, count: int) -> list[int]:
+    def dims_from_ids(self, ids: np.ndarray, count: int, digits: int | Sequence[int] = DIM_DIGITS) -> list[int]:
         """Inverse of :meth:`dim_ids` for ``count`` values. Raises ``TokenSequenceError`` whose
         position is relative to ``ids`` when a token is missing or is not a shape token."""
-        need = count * DIM_DIGITS
+        widths = _widths(digits, count)
+        need = sum(widths)
+        ends = np.cumsum(widths)
         values = []
         for i in range(need):
             if i >= len(ids):
@@ -235,7 +269,7 @@ class TokenSpace:
             d = self.dim_digit(ids[i])
             if d is None:
                 raise TokenSequenceError(f"expected a shape token <|dim:N|>, got id {int(ids[i])}", i)
-            if i % DIM_DIGITS == 0:
+            if i == 0 or i in ends:
                 values.append(0)
             values[-1] = values[-1] * DIM_BASE + d
         return values
@@ -330,9 +364,7 @@ class TokenSpace:
             raise ConfigError(f"{source}: not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object")
-        if data.get("version") != MANIFEST_VERSION:
-            raise ConfigError(f"{source}: manifest version {data.get('version')!r} is not supported "
-                              f"(this unitok reads version {MANIFEST_VERSION})")
+        check_space_version(data.get("version"), source=source)
         fixed = {"special_block": SPECIAL_BLOCK, "named_slots": NAMED_SLOTS, "dim_base": DIM_BASE,
                  "dim_digits": DIM_DIGITS, "special_tokens": list(SPECIAL_TOKENS)}
         for key, want in fixed.items():
@@ -362,7 +394,9 @@ class TokenSpace:
         return cls.from_json(text, source=str(path))
 
     def check_fingerprint(self, fingerprint: str | None, *, source: str = "token ids") -> None:
-        """Raise ``ConfigError`` when ids made with another space are decoded with this one."""
+        """Raise ``ConfigError`` when ids made with another space are decoded with this one
+        (files from another manifest version are refused when they are read, with
+        :func:`check_space_version`)."""
         if fingerprint is not None and not isinstance(fingerprint, str):
             raise ConfigError(f"{source}: a fingerprint is a string, got {type(fingerprint).__name__}")
         if fingerprint is not None and fingerprint != self.fingerprint:

@@ -29,95 +29,13 @@ import numpy as np
 
 from . import checkpoint
 from .errors import ConfigError, MediaError, TokenSequenceError
-from .layout import FOREIGN, Repair, Sequential
-from .space import BEGIN, DIM_DIGITS, END, MEDIA_MODALITIES, TokenSpace
+from .layout import FOREIGN, Sequential
+from .sequence import Decoded, Repair, Span, TokenSequence
+from .space import BEGIN, END, MEDIA_MODALITIES, TokenSpace
 
 SUITE_CONFIG = "suite.json"
 DEFAULT_MAX_SEGMENT_TOKENS = 1 << 24   # a decoded header may not ask for more tokens than this
 DEFAULT_MAX_TOKENS = 1 << 24           # tokens per document, encoded or decoded (padding included)
-
-
-@dataclass(frozen=True)
-class Span:
-    """One part of a document: ``ids[start:stop]``. Media spans include their begin/end tokens."""
-
-    modality: str   # "text", "image", "video", "audio"
-    start: int
-    stop: int
-
-
-@dataclass
-class TokenSequence:
-    """Token ids of one document, with a group index per id and the span of every part.
-
-    ``ids`` and ``groups`` are 1-D int64 numpy arrays of the same length; ``groups`` is
-    non-decreasing and starts at 0. ``fingerprint`` is the token space that made the ids.
-    """
-
-    ids: np.ndarray
-    groups: np.ndarray
-    spans: list[Span]
-    fingerprint: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __eq__(self, other) -> bool:
-        return (isinstance(other, TokenSequence) and np.array_equal(self.ids, other.ids)
-                and np.array_equal(self.groups, other.groups) and self.spans == other.spans
-                and self.fingerprint == other.fingerprint)
-
-    def to_dict(self) -> dict:
-        return {"fingerprint": self.fingerprint, "ids": self.ids.tolist(), "groups": self.groups.tolist(),
-                "spans": [[s.modality, s.start, s.stop] for s in self.spans]}
-
-    @classmethod
-    def from_dict(cls, data: dict, *, source: str = "token sequence") -> "TokenSequence":
-        try:
-            ids = np.asarray(data["ids"], dtype=np.int64)
-            groups = np.asarray(data.get("groups", np.arange(len(ids))), dtype=np.int64)
-            spans = [Span(str(m), int(a), int(b)) for m, a, b in data.get("spans", [])]
-        except (KeyError, TypeError, ValueError, OverflowError) as e:
-            raise ConfigError(f"{source}: not a token sequence ({e})") from None
-        if ids.ndim != 1 or groups.shape != ids.shape:
-            raise ConfigError(f"{source}: 'ids' and 'groups' must be flat lists of the same length")
-        fingerprint = data.get("fingerprint")
-        if fingerprint is not None and not isinstance(fingerprint, str):
-            raise ConfigError(f"{source}: 'fingerprint' must be a string, got {type(fingerprint).__name__}")
-        return cls(ids, groups, spans, fingerprint)
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict()) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TokenSequence":
-        """Read a token file: the JSON ``save`` writes, a bare JSON list of ids, or ids separated by
-        whitespace or commas (for example the output of a language model)."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: cannot read token file ({e})") from None
-        stripped = text.strip()
-        if stripped.startswith(("{", "[")):
-            try:
-                data = json.loads(stripped)
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{path}: not valid JSON ({e})") from None
-            return cls.from_dict(data if isinstance(data, dict) else {"ids": data}, source=str(path))
-        try:
-            ids = [int(t) for t in stripped.replace(",", " ").split()]
-        except ValueError as e:
-            raise ConfigError(f"{path}: expected token ids separated by spaces or commas ({e})") from None
-        return cls.from_dict({"ids": ids}, source=str(path))
-
-
-class Decoded(list):
-    """The parts a sequence decoded to, in order; ``repairs`` lists what lenient decoding changed."""
-
-    def __init__(self, items=(), repairs: Iterable[Repair] = ()):
-        super().__init__(items)
-        self.repairs: list[Repair] = list(repairs)
 
 
 def _modality_of_item(item) -> str:
@@ -165,7 +83,7 @@ class UniTokenizer:
         if limits is not None:
             self.limits = limits
         components = {"text": text.fingerprint, "text_layout": json.dumps(self.text_layout.config())}
-        components.update({m: c.fingerprint() for m, c in self.media.items()})
+        components.update({m: c.fingerprint for m, c in self.media.items()})
         self.space = TokenSpace(text.n_vocab, {m: c.codebook_sizes for m, c in self.media.items()}, components)
         self._sp = self.space.special_tokens
 
@@ -291,7 +209,7 @@ class UniTokenizer:
                 header, codes = codec.encode_item(item)
                 flat = codec.layout(header).flatten(codes)
                 emit([self._sp[BEGIN[modality]]])
-                emit(self.space.dim_ids(header[f] for f in codec.header_fields))
+                emit(self.space.dim_ids([header[f] for f in codec.header_fields], codec.header_widths()))
                 emit(self.space.media_ids(modality, flat.levels, flat.codes), flat.groups)
                 emit([self._sp[END[modality]]])
             spans.append(Span(modality, start, n))
@@ -475,9 +393,10 @@ class _Decoder:
         if codec is None:
             return self._drop(begin, begin, modality, f"a {modality} segment, but this suite has no {modality} "
                                                       f"tokenizer")
-        width = DIM_DIGITS * len(codec.header_fields)
+        width = sum(codec.header_widths())
         try:
-            values = self.space.dims_from_ids(ids[begin + 1:begin + 1 + width], len(codec.header_fields))
+            values = self.space.dims_from_ids(ids[begin + 1:begin + 1 + width], len(codec.header_fields),
+                                             codec.header_widths())
         except TokenSequenceError as e:
             return self._drop(begin, begin + 1 + e.position, modality,
                               f"{modality} header ({', '.join(codec.header_fields)}): {e.reason}")

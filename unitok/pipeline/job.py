@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from ..errors import ConfigError, UnitokError
+from ..space import MANIFEST_VERSION, check_space_version
 from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, RUN_FILE, Document, ShardContent, Skipped,
                      canonical_json, complete_shards, id_dtype, owned_paths, shard_name, write_atomic, write_shard)
 from .sources import count_records, iter_records, resolve_inputs
-from .worker import Options, WorkerSpec, import_plugins
+from .worker import Options, WorkerSpec, import_plugins, resolve_loader
 
 ENGINES = ("local", "ray")
 
@@ -41,6 +42,7 @@ class TokenizeConfig:
     batch: int = 8                   # records per task sent to a worker
     progress: bool | None = None     # None: a bar when stderr is a terminal
     ray_address: str | None = None
+    loader: str = "unitok.load"      # the suite loader, ``module.function`` (see worker.resolve_loader)
 
     def check(self) -> None:
         if not self.inputs:
@@ -100,6 +102,7 @@ def run_config(cfg: TokenizeConfig, tok) -> dict:
     """The content of ``run.json``: what a resumed run must share with the first one."""
     return {"format": FORMAT, "version": FORMAT_VERSION, "inputs": _input_facts(resolve_inputs(cfg.inputs)),
             "shard_size": cfg.shard_size, "options": cfg.options.to_json(), "fingerprint": tok.space.fingerprint,
+            "space_version": MANIFEST_VERSION,
             "vocab_size": len(tok.space), "dtype": id_dtype(len(tok.space)).name}
 
 
@@ -142,6 +145,9 @@ def prepare_output(cfg: TokenizeConfig, config: dict) -> dict[int, dict]:
         old = json.loads(run_file.read_bytes())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{run_file}: cannot read ({e}); pass --overwrite to start over") from None
+    if not isinstance(old, dict):
+        raise ConfigError(f"{run_file}: not a tokenize run's configuration; pass --overwrite to start over")
+    check_space_version(old.get("space_version"), source=f"cannot resume {out}: {run_file}")
     diff = _differences(old, config)
     if diff:
         raise ConfigError(f"cannot resume {out}: this run differs from the one that started it: " + "; ".join(diff)
@@ -240,6 +246,7 @@ def write_index(out: Path, manifests: dict[int, dict], config: dict) -> dict:
         for mod, n in m["tokens_by_modality"].items():
             tokens_by_modality[mod] = tokens_by_modality.get(mod, 0) + n
     index = {"format": FORMAT, "version": FORMAT_VERSION, "fingerprint": config["fingerprint"],
+             "space_version": config["space_version"],
              "dtype": config["dtype"], "vocab_size": config["vocab_size"],
              "shards": [shard_name(m["shard"]) for m in order],
              "documents_per_shard": [m["documents"] for m in order],
@@ -251,7 +258,7 @@ def write_index(out: Path, manifests: dict[int, dict], config: dict) -> dict:
 
 
 def make_engine(cfg: TokenizeConfig, tok):
-    spec = WorkerSpec(cfg.suite, cfg.device, cfg.options, tuple(cfg.plugins))
+    spec = WorkerSpec(cfg.suite, cfg.device, cfg.options, tuple(cfg.plugins), loader=cfg.loader)
     if cfg.engine == "ray":
         from .ray_engine import RayEngine
 
@@ -269,9 +276,7 @@ def tokenize(cfg: TokenizeConfig, *, tok=None, on_result: Callable | None = None
     cfg.check()
     import_plugins(cfg.plugins)
     if tok is None:
-        from ..tokenizer import load
-
-        tok = load(cfg.suite, device=cfg.device)
+        tok = resolve_loader(cfg.loader)(cfg.suite, device=cfg.device)
     out = Path(cfg.output)
     config = run_config(cfg, tok)
     kept = prepare_output(cfg, config)

@@ -35,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..tokenizer import Span
+from ..sequence import Span
+from ..space import MANIFEST_VERSION, check_space_version
 
 FORMAT = "unitok-shards"
 FORMAT_VERSION = 1
@@ -215,7 +216,7 @@ def write_shard(out: Path, content: ShardContent, *, dtype: np.dtype, fingerprin
         "format": FORMAT, "version": FORMAT_VERSION, "shard": content.shard,
         "records": [content.start, content.stop], "documents": len(docs), "skipped": len(skipped),
         "tokens": int(sizes.sum()), "tokens_by_modality": tokens_by_modality(docs),
-        "dtype": dtype.name, "fingerprint": fingerprint,
+        "dtype": dtype.name, "fingerprint": fingerprint, "space_version": MANIFEST_VERSION,
         "files": {name + s: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()} for s, b in files.items()},
         "errors": [s.to_dict() for s in skipped],
     }
@@ -286,6 +287,7 @@ def read_manifest(path: Path) -> dict:
     if data.get("version") != FORMAT_VERSION:
         raise ConfigError(f"{path}: shard format version {data.get('version')!r} is not supported "
                           f"(this unitok reads version {FORMAT_VERSION})")
+    check_space_version(data.get("space_version"), source=str(path))
     return check_fields(data, SHARD_FIELDS, path, "a unitok shard manifest")
 
 

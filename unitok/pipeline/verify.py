@@ -19,6 +19,7 @@ import numpy as np
 
 from ..checkpoint import file_sha256
 from ..errors import ConfigError, UnitokError
+from ..space import check_space_version
 from .shards import (ERRORS_FILE, INDEX_FIELDS, INDEX_FILE, RUN_FILE, check_fields, parse_doc_line, read_manifest,
                      read_megatron_index, shard_name)
 from .sources import iter_records
@@ -139,6 +140,7 @@ def verify(out: str | Path, tok, *, sample: int = 16, seed: int = 0, decode_to: 
     report = VerifyReport()
     problems = report.problems
     try:
+        check_space_version(index.get("space_version"), source=str(out / INDEX_FILE))
         tok.space.check_fingerprint(index["fingerprint"], source=f"the ids in {out}")
     except ConfigError as e:
         problems.append(str(e))

@@ -63,6 +63,22 @@ class WorkerSpec:
     options: Options
     plugins: tuple = ()        # modules to import first (they may register tokenizer types)
     threads: int = 1           # torch threads per worker, fixed so ids never depend on the worker count
+    loader: str = "unitok.load"   # what builds the suite: ``loader(suite, device=...)``, found by name
+
+
+def resolve_loader(name: str):
+    """The suite loader named ``module.function``. The pipeline takes it by name instead of
+    importing the tokenizers: workers in other processes find it the same way, and a caller may
+    hand in another (a remote tokenizer pool, a suite built in code)."""
+    module, _, attr = str(name).rpartition(".")
+    try:
+        loader = getattr(importlib.import_module(module), attr) if module else None
+    except (ImportError, AttributeError) as e:
+        raise UnitokError(f"suite loader {name!r}: cannot import it ({e})") from None
+    if not callable(loader):
+        raise UnitokError(f"suite loader {name!r}: expected 'module.function', a function that takes the suite "
+                          f"folder and device= and returns a tokenizer")
+    return loader
 
 
 def import_plugins(plugins) -> None:
@@ -114,9 +130,7 @@ class Worker:
         if in_subprocess:
             _exit_with_parent()
         import_plugins(spec.plugins)
-        from ..tokenizer import load
-
-        return cls(load(spec.suite, device=spec.device), spec.options)
+        return cls(resolve_loader(spec.loader)(spec.suite, device=spec.device), spec.options)
 
     def __call__(self, record: Record) -> Document | Skipped:
         if record.error is not None:

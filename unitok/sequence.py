@@ -1,0 +1,117 @@
+"""The values every layer shares: ``TokenSequence``, ``Span``, ``Decoded`` and ``Repair``.
+
+A leaf module (it imports only ``unitok.errors``), so the layouts, the pipeline, the dataset reader,
+the model side and the service can use token sequences without importing the tokenizers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One change lenient decoding made to a token sequence."""
+
+    position: int   # index in the decoded id sequence where the problem was found
+    action: str     # "dropped", "padded", "replaced", "closed", "skipped"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"position {self.position}: {self.action}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Span:
+    """One part of a document: ``ids[start:stop]``. Media spans include their begin/end tokens."""
+
+    modality: str   # "text", "image", "video", "audio"
+    start: int
+    stop: int
+
+
+@dataclass
+class TokenSequence:
+    """Token ids of one document, with a group index per id and the span of every part.
+
+    ``ids`` and ``groups`` are 1-D int64 numpy arrays of the same length; ``groups`` is
+    non-decreasing and starts at 0. ``fingerprint`` is the token space that made the ids.
+    """
+
+    ids: np.ndarray
+    groups: np.ndarray
+    spans: list[Span]
+    fingerprint: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, TokenSequence) and np.array_equal(self.ids, other.ids)
+                and np.array_equal(self.groups, other.groups) and self.spans == other.spans
+                and self.fingerprint == other.fingerprint)
+
+    def to_dict(self) -> dict:
+        from .space import MANIFEST_VERSION   # space -> layout -> sequence: imported here to break the cycle
+
+        return {"fingerprint": self.fingerprint, "space_version": MANIFEST_VERSION, "ids": self.ids.tolist(),
+                "groups": self.groups.tolist(), "spans": [[s.modality, s.start, s.stop] for s in self.spans]}
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "token sequence") -> "TokenSequence":
+        try:
+            ids = np.asarray(data["ids"], dtype=np.int64)
+            groups = np.asarray(data.get("groups", np.arange(len(ids))), dtype=np.int64)
+            spans = [Span(str(m), int(a), int(b)) for m, a, b in data.get("spans", [])]
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise ConfigError(f"{source}: not a token sequence ({e})") from None
+        if ids.ndim != 1 or groups.shape != ids.shape:
+            raise ConfigError(f"{source}: 'ids' and 'groups' must be flat lists of the same length")
+        fingerprint = data.get("fingerprint")
+        if fingerprint is not None and not isinstance(fingerprint, str):
+            raise ConfigError(f"{source}: 'fingerprint' must be a string, got {type(fingerprint).__name__}")
+        if fingerprint is not None:   # ids without a fingerprint (a model's output) carry no claim to check
+            from .space import check_space_version   # space -> layout -> sequence: imported here to break the cycle
+
+            check_space_version(data.get("space_version"), source=source)
+        return cls(ids, groups, spans, fingerprint)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict()) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TokenSequence":
+        """Read a token file: the JSON ``save`` writes, a bare JSON list of ids, or ids separated by
+        whitespace or commas (for example the output of a language model)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read token file ({e})") from None
+        stripped = text.strip()
+        if stripped.startswith(("{", "[")):
+            try:
+                data = json.loads(stripped)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path}: not valid JSON ({e})") from None
+            return cls.from_dict(data if isinstance(data, dict) else {"ids": data}, source=str(path))
+        try:
+            ids = [int(t) for t in stripped.replace(",", " ").split()]
+        except ValueError as e:
+            raise ConfigError(f"{path}: expected token ids separated by spaces or commas ({e})") from None
+        return cls.from_dict({"ids": ids}, source=str(path))
+
+
+class Decoded(list):
+    """The parts a sequence decoded to, in order; ``repairs`` lists what lenient decoding changed."""
+
+    def __init__(self, items=(), repairs: Iterable[Repair] = ()):
+        super().__init__(items)
+        self.repairs: list[Repair] = list(repairs)
