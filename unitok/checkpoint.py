@@ -20,6 +20,11 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch.overrides import TorchFunctionMode
+
 from .errors import ConfigError
 
 CONFIG_NAME = "config.json"
@@ -131,8 +136,6 @@ def save_tensors(path: str | Path, tensors: dict, metadata: dict | None = None) 
     """``safetensors.torch.save_file``, then the file gets the permissions of any file this
     process creates: safetensors writes through a private temporary file (mode 0600), and a
     checkpoint on a shared cluster must be readable by the team's other users."""
-    from safetensors.torch import save_file
-
     save_file(tensors, str(path), metadata=metadata)
     umask = os.umask(0)
     os.umask(umask)
@@ -161,9 +164,6 @@ def check_weights_digest(folder: str | Path, data: dict) -> None:
 
 
 def load_weights(folder: str | Path) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     path = Path(folder) / WEIGHTS_NAME
     if not path.exists():
         _refuse_pickle(Path(folder))
@@ -189,9 +189,6 @@ def _construction_budget(weights: Path):
     """A torch function mode that refuses, before allocating, a model much larger than its
     weights file: a config edited to ask for 2**63 layers or a billion channels must fail with a
     ConfigError, not exhaust memory or loop for ever while the model is built."""
-    import torch
-    from torch.overrides import TorchFunctionMode
-
     sized = {torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn, torch.full}
     # every parameter or buffer has at least one byte and one entry in the file; the slack covers
     # temporaries (a model creates about one tensor per entry)
@@ -237,8 +234,6 @@ def _tensor_count(weights: Path) -> int:
 def state_fingerprint(state_dict: dict) -> str:
     """sha256 over parameter names, shapes, dtypes and bytes: two models with the same config but
     different weights give different token spaces."""
-    import torch
-
     h = hashlib.sha256()
     for k in sorted(state_dict):
         v = state_dict[k].detach().cpu().contiguous()

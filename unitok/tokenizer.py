@@ -30,6 +30,7 @@ import numpy as np
 from . import checkpoint
 from .errors import ConfigError, MediaError, TokenSequenceError
 from .layout import FOREIGN, Sequential
+from .media import DEFAULT_LIMITS, Audio, Image, MediaLimits, Video, check_document_bytes, open_media
 from .sequence import Decoded, Repair, Span, TokenSequence
 from .space import BEGIN, END, MEDIA_MODALITIES, TokenSpace
 
@@ -39,8 +40,6 @@ DEFAULT_MAX_TOKENS = 1 << 24           # tokens per document, encoded or decoded
 
 
 def _modality_of_item(item) -> str:
-    from .media import Audio, Image, Video
-
     if isinstance(item, (str, bytes, bytearray)):
         return "text"
     for cls, name in ((Image, "image"), (Video, "video"), (Audio, "audio")):
@@ -100,14 +99,10 @@ class UniTokenizer:
         media together may not decode to more than ``max_decoded_bytes``, and ``decode`` refuses
         headers that ask for more pixels, frames or seconds. Setting it also sets the ``limits`` of
         every media tokenizer that has one."""
-        from .media import DEFAULT_LIMITS
-
         return getattr(self, "_limits", DEFAULT_LIMITS)
 
     @limits.setter
     def limits(self, value) -> None:
-        from .media import MediaLimits
-
         if not isinstance(value, MediaLimits):
             raise ConfigError(f"limits must be a unitok.media.MediaLimits, got {type(value).__name__}")
         self._limits = value
@@ -157,8 +152,6 @@ class UniTokenizer:
         opened = 0   # bytes of the media this call decoded from files
         for i, item in enumerate(items):
             if isinstance(item, Path):
-                from .media import check_document_bytes, open_media
-
                 path, item = item, open_media(item, limits=self.limits)
                 opened = check_document_bytes(opened, item, self.limits, str(path))
             modality = _modality_of_item(item)

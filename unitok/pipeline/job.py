@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from tqdm import tqdm
+
 from ..errors import ConfigError, UnitokError
 from ..space import MANIFEST_VERSION, check_space_version
 from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, RUN_FILE, Document, ShardContent, Skipped,
                      canonical_json, complete_shards, id_dtype, owned_paths, shard_name, write_atomic, write_shard)
+from .local import LocalEngine
 from .sources import count_records, iter_records, resolve_inputs
 from .worker import Options, WorkerSpec, import_plugins, resolve_loader
 
@@ -222,8 +225,6 @@ class Assembler:
 
 
 def _progress(enabled: bool | None, total: int | None):
-    from tqdm import tqdm
-
     return tqdm(total=total, unit="rec", desc="tokenize", disable=(None if enabled is None else not enabled),
                 dynamic_ncols=True, smoothing=0.1)
 
@@ -260,11 +261,9 @@ def write_index(out: Path, manifests: dict[int, dict], config: dict) -> dict:
 def make_engine(cfg: TokenizeConfig, tok):
     spec = WorkerSpec(cfg.suite, cfg.device, cfg.options, tuple(cfg.plugins), loader=cfg.loader)
     if cfg.engine == "ray":
-        from .ray_engine import RayEngine
+        from .ray_engine import RayEngine   # here, so that ray stays an optional extra
 
         return RayEngine(spec, cfg.workers, batch=cfg.batch, address=cfg.ray_address)
-    from .local import LocalEngine
-
     return LocalEngine(spec, cfg.workers, batch=cfg.batch, tok=tok)
 
 

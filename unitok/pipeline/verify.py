@@ -131,7 +131,7 @@ def _compare_parts(decoded, source, spans, where: str, problems: list[str]) -> N
 def verify(out: str | Path, tok, *, sample: int = 16, seed: int = 0, decode_to: str | Path | None = None,
            progress=None) -> VerifyReport:
     """Check the shards in ``out`` and round-trip ``sample`` documents (all with ``sample < 0``)."""
-    from ..data import TokenDataset
+    from ..data import TokenDataset   # data -> pipeline.shards -> pipeline/__init__ -> verify: a cycle at import time
 
     out = Path(out)
     run = check_fields(_read_json(out / RUN_FILE), RUN_FIELDS, out / RUN_FILE, "the run.json of a tokenize run")

@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from ..errors import ConfigError, MediaError, UnitokError
 from ..media import DEFAULT_LIMITS, MediaLimits, check_document_bytes, open_media
 from .shards import GROUP_DTYPE, Document, Skipped, id_dtype
@@ -124,8 +126,6 @@ class Worker:
 
     @classmethod
     def from_spec(cls, spec: WorkerSpec, *, in_subprocess: bool = True) -> "Worker":
-        import torch
-
         torch.set_num_threads(spec.threads)
         if in_subprocess:
             _exit_with_parent()

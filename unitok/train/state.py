@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
-from ..checkpoint import config_to_dict
+from ..checkpoint import config_to_dict, save_tensors
 from ..errors import ConfigError
 
 
@@ -42,8 +43,6 @@ def save_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, state: di
     """Write ``ckpt`` (model folder + optimizer.safetensors + discriminator + state.json) via a
     temporary folder swapped in only once complete: a kill never leaves a broken checkpoint.
     ``state`` (JSON-able) gets the optimizers' non-tensor state added. Shared by the recipes."""
-    from ..checkpoint import save_tensors
-
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -67,8 +66,6 @@ def save_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, state: di
 def load_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, disc=None, opt_d=None) -> dict:
     """Inverse of :func:`save_training_state`: load the weights and optimizer state into the given
     objects (the model's config must equal the checkpoint's) and return ``state.json``."""
-    from safetensors.torch import load_file
-
     if not (ckpt / "state.json").exists():
         raise ConfigError(f"{ckpt}: nothing to resume (no state.json); drop --resume to start fresh")
     state = json.loads((ckpt / "state.json").read_text())
