@@ -145,7 +145,7 @@ def test_bad_records_are_listed_with_reasons_and_good_ones_kept(reference, data,
         e = by_line[number]
         assert words in e["reason"], e
         assert e["source"] == str(data / "docs.jsonl")
-    assert by_line[3]["id"] == "doc-3" and by_line[5]["id"] == 5    # unreadable JSON: the line number
+    assert by_line[3]["id"] == "doc-3" and by_line[5]["id"] == "5"  # unreadable JSON: the line number
     assert len(errors) == len(BAD)
 
     ds = TokenDataset(reference)
@@ -154,7 +154,7 @@ def test_bad_records_are_listed_with_reasons_and_good_ones_kept(reference, data,
     for i, (number, doc) in enumerate(docs.items()):
         seq = tok.encode(doc, eos=True)
         got = ds[i]
-        assert got["id"] == json.loads((data / "docs.jsonl").read_text().splitlines()[number - 1]).get("id", number)
+        assert got["id"] == json.loads((data / "docs.jsonl").read_text().splitlines()[number - 1]).get("id", str(number))
         assert np.array_equal(got["ids"], seq.ids) and np.array_equal(got["groups"], seq.groups)
         assert got["spans"] == seq.spans
     folder = sorted((data / "texts").iterdir())
@@ -439,7 +439,7 @@ def test_a_record_that_kills_its_worker_is_skipped(tmp_path):
     errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
     assert [(e["position"], "worker process died" in e["reason"]) for e in errors] == [("line 16", True)]
     assert summary.documents == 19
-    assert [TokenDataset(tmp_path / "out")[i]["id"] for i in range(19)] == [*range(1, 16), *range(17, 21)]
+    assert [TokenDataset(tmp_path / "out")[i]["id"] for i in range(19)] == [str(n) for n in [*range(1, 16), *range(17, 21)]]
 
 
 # -- Ray ---------------------------------------------------------------------------------------------

@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError
-from .pipeline.shards import (FORMAT, FORMAT_VERSION, GROUP_DTYPE, INDEX_FIELDS, INDEX_FILE, MegatronIndex, check_fields,
+from .pipeline.shards import (GROUP_DTYPE, INDEX_FIELDS, INDEX_FILE, MegatronIndex, check_fields, check_format,
                               parse_doc_line, read_megatron_index)
 from .sequence import Span, TokenSequence
-from .space import check_space_version
 
 
 def _memmap(path: Path, dtype) -> np.ndarray:
@@ -81,10 +80,7 @@ class TokenDataset:
                               f"'unitok tokenize ... --resume')") from None
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{index_file}: cannot read ({e})") from None
-        if not isinstance(self.index, dict) or self.index.get("format") != FORMAT or self.index.get(
-                "version") != FORMAT_VERSION:
-            raise ConfigError(f"{index_file}: not a unitok tokenized dataset of format version {FORMAT_VERSION}")
-        check_space_version(self.index.get("space_version"), source=str(index_file))
+        check_format(self.index, index_file, "the index of a unitok tokenized dataset")
         check_fields(self.index, INDEX_FIELDS, index_file, "the index of a tokenized dataset")
         if len(self.index["shards"]) != len(self.index["documents_per_shard"]):
             raise ConfigError(f"{index_file}: {len(self.index['shards'])} shards but "
@@ -96,6 +92,11 @@ class TokenDataset:
 
     def __len__(self) -> int:
         return self._starts[-1]
+
+    def __reduce__(self):
+        # only the path travels (as with Megatron's reader): a DataLoader worker started with spawn or
+        # forkserver maps the shards itself instead of receiving a copy of every one already opened
+        return type(self), (self.path,)
 
     def __repr__(self) -> str:
         return (f"TokenDataset({str(self.path)!r}: {len(self)} documents, {self.num_tokens} tokens, "
@@ -146,7 +147,7 @@ class TokenDataset:
                               f"(run 'unitok verify' on the folder)")
         doc = shard.doc(j)
         return {"id": doc["id"], "ids": shard.ids[start:stop], "groups": shard.groups[start:stop],
-                "spans": [Span(m, a, b) for m, a, b in doc["spans"]]}
+                "spans": [Span(s["modality"], s["start"], s["stop"]) for s in doc["spans"]]}
 
     def source(self, i: int) -> tuple[int, str]:
         """(record index in the input, source file) of document ``i``."""

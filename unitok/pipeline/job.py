@@ -19,7 +19,7 @@ from ..space import MANIFEST_VERSION, check_space_version
 from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, RUN_FILE, Document, ShardContent, Skipped,
                      canonical_json, complete_shards, id_dtype, owned_paths, shard_name, write_atomic, write_shard)
 from .local import LocalEngine
-from .sources import count_records, iter_records, resolve_inputs
+from .sources import count_records, input_facts, iter_records, resolve_inputs
 from .worker import Options, WorkerSpec, import_plugins, resolve_loader
 
 ENGINES = ("local", "ray")
@@ -91,13 +91,11 @@ class Summary:
 
 
 def _input_facts(inputs: list[str]) -> list[dict]:
-    """The resolved inputs, with the size of each plain file, so a changed input is noticed."""
+    """The resolved inputs as ``run.json`` records them, so that a resume notices a changed input:
+    per input, what it expands to (see ``sources.input_facts``)."""
     facts = []
     for path in inputs:
-        fact: dict = {"path": path}
-        if os.path.isfile(path):
-            fact["bytes"] = os.path.getsize(path)
-        facts.append(fact)
+        facts.append({"path": path, **input_facts(path)})
     return facts
 
 
@@ -109,13 +107,37 @@ def run_config(cfg: TokenizeConfig, tok) -> dict:
             "vocab_size": len(tok.space), "dtype": id_dtype(len(tok.space)).name}
 
 
+def _input_changes(old: list, new: list) -> list[str]:
+    """What changed in the inputs since ``run.json`` was written, input by input."""
+    old_paths = [f.get("path") if isinstance(f, dict) else f for f in old]
+    new_paths = [f["path"] for f in new]
+    if old_paths != new_paths:
+        return [f"inputs {canonical_json(old_paths)} vs {canonical_json(new_paths)}"]
+    out = []
+    for was, now in zip(old, new):
+        if was == now:
+            continue
+        name = now["path"]
+        if "files" in now and isinstance(was, dict) and "files" in was:
+            more = ("" if was["files"] != now["files"] else
+                    " (as many files, but some were renamed, replaced or changed size)")
+            out.append(f"input {name} matches {now['files']} file(s) now, {was['files']} when the run started{more}")
+        elif "missing" in now:
+            out.append(f"input {name} is gone ({now['missing']})")
+        else:
+            out.append(f"input {name} changed since the run started ({canonical_json(was)} vs {canonical_json(now)})")
+    return out
+
+
 def _differences(old: dict, new: dict) -> list[str]:
     what = {"inputs": "inputs", "shard_size": "shard size", "options": "options", "fingerprint":
             "tokenizer suite fingerprint", "format": "format", "version": "format version"}
     out = []
     for key, label in what.items():
         if old.get(key) != new.get(key):
-            if key == "fingerprint":
+            if key == "inputs" and isinstance(old.get(key), list):
+                out.extend(_input_changes(old[key], new[key]))
+            elif key == "fingerprint":
                 out.append(f"{label} {str(old.get(key))[:12]} vs {str(new.get(key))[:12]} (another suite or a "
                            f"changed tokenizer)")
             else:

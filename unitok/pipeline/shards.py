@@ -34,12 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import file_sha256
 from ..errors import ConfigError
 from ..sequence import Span
 from ..space import MANIFEST_VERSION, check_space_version
 
 FORMAT = "unitok-shards"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: string ids and span objects in docs.jsonl (one JSON type per field)
 RUN_FILE = "run.json"
 INDEX_FILE = "index.json"
 ERRORS_FILE = "errors.jsonl"
@@ -132,7 +133,7 @@ class Document:
     """One tokenized record, as a worker returns it."""
 
     index: int                 # record index in the input
-    id: object                 # the record's id (manifest "id", file name, tar key)
+    id: str                    # the record's id (manifest "id" or line number, file name, tar key)
     source: str
     ids: np.ndarray            # [n], the shard's id dtype (``id_dtype``), so fewer bytes travel
     groups: np.ndarray         # [n] uint32
@@ -184,8 +185,9 @@ def tokens_by_modality(docs: list[Document]) -> dict[str, int]:
 
 
 def _doc_line(d: Document) -> str:
-    return canonical_json({"index": d.index, "id": d.id, "source": d.source,
-                           "spans": [[s.modality, s.start, s.stop] for s in d.spans]})
+    # one JSON type per field (pyarrow and HF datasets read the file as a table)
+    return canonical_json({"index": d.index, "id": str(d.id), "source": d.source,
+                           "spans": [{"modality": s.modality, "start": s.start, "stop": s.stop} for s in d.spans]})
 
 
 def write_shard(out: Path, content: ShardContent, *, dtype: np.dtype, fingerprint: str) -> dict:
@@ -277,17 +279,23 @@ def check_fields(data, fields: dict, path: Path, what: str) -> dict:
     return data
 
 
+def check_format(data, path: Path, what: str) -> None:
+    """Refuse a run file (manifest, index.json, run.json) of another format or manifest version;
+    the manifest version is checked first, since its message says what to do."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not {what}")
+    check_space_version(data.get("space_version"), source=str(path))
+    if data.get("version") != FORMAT_VERSION:
+        raise ConfigError(f"{path}: shard format version {data.get('version')!r} is not supported "
+                          f"(this unitok reads version {FORMAT_VERSION}); tokenize the inputs again")
+
+
 def read_manifest(path: Path) -> dict:
     try:
         data = json.loads(path.read_bytes())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read the shard manifest ({e})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ConfigError(f"{path}: not a unitok shard manifest")
-    if data.get("version") != FORMAT_VERSION:
-        raise ConfigError(f"{path}: shard format version {data.get('version')!r} is not supported "
-                          f"(this unitok reads version {FORMAT_VERSION})")
-    check_space_version(data.get("space_version"), source=str(path))
+    check_format(data, path, "a unitok shard manifest")
     return check_fields(data, SHARD_FIELDS, path, "a unitok shard manifest")
 
 
@@ -299,9 +307,9 @@ def parse_doc_line(line: bytes, path: Path, number: int) -> dict:
         raise ConfigError(f"{path}, line {number}: not valid JSON ({e}); the file was edited or damaged") from None
     spans = doc.get("spans") if isinstance(doc, dict) else None
     if not (isinstance(doc, dict) and _count(doc.get("index")) and isinstance(doc.get("source"), str)
-            and isinstance(doc.get("id"), (str, int)) and isinstance(spans, list)
-            and all(isinstance(x, list) and len(x) == 3 and _is_str(x[0]) and _count(x[1]) and _count(x[2])
-                    for x in spans)):
+            and isinstance(doc.get("id"), str) and isinstance(spans, list)
+            and all(isinstance(x, dict) and _is_str(x.get("modality")) and _count(x.get("start"))
+                    and _count(x.get("stop")) for x in spans)):
         raise ConfigError(f"{path}, line {number}: not a document line (index, id, source, spans); the file was "
                           f"edited or damaged")
     return doc
@@ -309,7 +317,7 @@ def parse_doc_line(line: bytes, path: Path, number: int) -> dict:
 
 def complete_shards(out: Path) -> dict[int, dict]:
     """Manifests of the shards in ``out`` that are complete: a manifest whose files are all there
-    with the sizes it records (a cheap check; ``unitok verify`` also checks their hashes)."""
+    with the sizes and sha256 it records (a shard damaged since is redone)."""
     done = {}
     for path in sorted(out.glob("shard-*.json")):
         try:
@@ -317,7 +325,7 @@ def complete_shards(out: Path) -> dict[int, dict]:
         except ConfigError:
             continue
         ok = all((out / f).is_file() and (out / f).stat().st_size == info["bytes"]
-                 for f, info in manifest.get("files", {}).items())
+                 and file_sha256(out / f) == info["sha256"] for f, info in manifest.get("files", {}).items())
         if ok and path.name == shard_name(manifest["shard"]) + ".json":
             done[manifest["shard"]] = manifest
     return done

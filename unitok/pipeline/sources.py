@@ -21,6 +21,7 @@ record with an ``error``, so it is numbered, skipped and reported like any other
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import tarfile
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..checkpoint import file_sha256
 from ..media import kind_of
 
 PART_KINDS = ("text", "image", "video", "audio")
@@ -53,7 +55,7 @@ class Record:
     """
 
     index: int
-    id: object
+    id: str                    # always a string (a manifest's integer id or line number as its digits)
     source: str
     position: str
     parts: list = field(default_factory=list)
@@ -117,6 +119,31 @@ def _expand(inputs: list[str]) -> Iterator[tuple[str, str, object]]:
             if not os.path.isdir(path):
                 kind = "manifest" if _is_manifest(path) else "tar" if _is_tar(path) else "file"
                 yield kind, path, Path(path).name
+
+
+def input_facts(name: str) -> dict:
+    """What one input expands to, for ``run.json``: a resume compares these to notice an input that
+    changed since the run started. A folder or glob: how many files it matches and a digest of their
+    names and sizes (a file added, removed, renamed or resized changes it); a manifest: its size and
+    sha256 (its lines are the records); a tar or a plain file: its size."""
+    listing = hashlib.sha256()
+    files = 0
+    for what, path, detail in _expand([name]):
+        if what == "missing":
+            return {"missing": detail}
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = -1
+        if os.path.isdir(name) or _is_glob(name) and not os.path.exists(name):
+            content = file_sha256(path) if what == "manifest" and size >= 0 else size
+            listing.update(f"{detail if os.path.isdir(name) else path}\t{content}\n".encode("utf-8", "surrogateescape"))
+            files += 1
+        elif what == "manifest":
+            return {"bytes": size, "sha256": file_sha256(path) if size >= 0 else None}
+        else:
+            return {"bytes": size}
+    return {"files": files, "listing_sha256": listing.hexdigest()}
 
 
 def iter_records(inputs: list[str]) -> Iterator[Record]:
@@ -204,7 +231,7 @@ def _manifest_records(path: Path, counter: _Counter) -> Iterator[Record]:
         for number, line in _lines(f):
             if line is not None and not line.strip():
                 continue
-            record = Record(counter.take(), number, source, f"line {number}")
+            record = Record(counter.take(), str(number), source, f"line {number}")
             if line is None:
                 record.error = f"line is longer than {MAX_LINE_BYTES} bytes"
             else:
@@ -225,7 +252,11 @@ def _fill_from_json(record: Record, doc, media_value) -> None:
         if not isinstance(doc["id"], (str, int)) or isinstance(doc["id"], bool):
             record.error = f"'id' must be a string or an integer, got {doc['id']!r}"
             return
-        record.id = doc["id"]
+        try:
+            record.id = str(doc["id"])
+        except ValueError:   # an integer of thousands of digits has no str() (Python's conversion limit)
+            record.error = "'id' is an integer too long to write out"
+            return
     content = doc.get("content")
     if not isinstance(content, list):
         record.error = "missing 'content': expected a list of parts like {\"text\": ...} or {\"image\": PATH}"

@@ -101,9 +101,16 @@ def _check_shard(out: Path, name: str, vocab_size: int, problems: list[str]) -> 
         except ConfigError as e:
             problems.append(str(e))
             continue
-        if any(not 0 <= s < e <= n for _, s, e in spans) or any(p[2] > q[1] for p, q in zip(spans, spans[1:])):
+        bounds = [(s["start"], s["stop"]) for s in spans]
+        if any(not 0 <= s < e <= n for s, e in bounds) or any(p[1] > q[0] for p, q in zip(bounds, bounds[1:])):
             problems.append(f"{where}: document {j}: spans {spans} do not fit its {n} tokens in order")
     return manifest
+
+
+def _at_rate(audio, rate: int) -> int:
+    """Samples ``audio`` has once resampled to ``rate`` (codecs decode at their own rate; the count
+    may round either way, so callers allow one sample)."""
+    return -(-audio.num_samples * rate // audio.sample_rate)
 
 
 def _compare_parts(decoded, source, spans, where: str, problems: list[str]) -> None:
@@ -120,9 +127,10 @@ def _compare_parts(decoded, source, spans, where: str, problems: list[str]) -> N
         elif kinds[i] == "image" and (got.height, got.width) != (want.height, want.width):
             problems.append(f"{where}: image part {i} decodes to {got.width}x{got.height}, the source is "
                             f"{want.width}x{want.height}")
-        elif kinds[i] == "audio" and got.num_samples != want.num_samples:
-            problems.append(f"{where}: audio part {i} decodes to {got.num_samples} samples, the source has "
-                            f"{want.num_samples}")
+        elif kinds[i] == "audio" and abs(got.num_samples - _at_rate(want, got.sample_rate)) > 1:
+            problems.append(f"{where}: audio part {i} decodes to {got.duration:.4f} s ({got.num_samples} samples at "
+                            f"{got.sample_rate} Hz), the source lasts {want.duration:.4f} s ({want.num_samples} at "
+                            f"{want.sample_rate} Hz)")
         elif kinds[i] == "video" and (got.num_frames, got.height, got.width) != (
                 want.num_frames, want.height, want.width):
             problems.append(f"{where}: video part {i} decodes to a different size or frame count")
