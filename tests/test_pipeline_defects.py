@@ -125,3 +125,59 @@ def test_docs_jsonl_has_one_json_type_per_field(tmp_path, text_suite):
     ds = TokenDataset(tmp_path / "out")
     assert [ds[i]["id"] for i in range(3)] == ["17", "doc-2", "3"]
     assert ds[1]["spans"] == unitok.load(text_suite).encode(["b", "c"]).spans
+
+
+def _tar(path: Path, members) -> None:
+    """members: (name, bytes) for regular files, or (name, ("hardlink"|"symlink", target))."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(content, tuple):
+                info.type = tarfile.LNKTYPE if content[0] == "hardlink" else tarfile.SYMTYPE
+                info.linkname = content[1]
+                tar.addfile(info)
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+
+
+def _errors(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+
+
+def test_tar_links_and_twin_members_are_reported_not_dropped(tmp_path, text_suite):
+    _tar(tmp_path / "s.tar", [
+        ("a.txt", b"first sample"),
+        ("b.txt", ("hardlink", "a.txt")),             # a sample that is only a link
+        ("c.txt", b"third"), ("c.json", ("symlink", "/etc/passwd")),
+        ("d.txt", b"one"), ("d.TXT", b"two"),          # two members of one extension
+        ("e.txt", b"last sample"),
+    ])
+    summary = tokenize(_config([tmp_path / "s.tar"], tmp_path / "out", text_suite))
+    assert summary.records == 5 and summary.documents == 2
+    reasons = {e["id"]: e["reason"] for e in _errors(tmp_path / "out")}
+    assert "hard link to a.txt" in reasons["b"]
+    assert "symbolic link to /etc/passwd" in reasons["c"]
+    assert "second member with the extension .txt" in reasons["d"]
+    assert [TokenDataset(tmp_path / "out")[i]["id"] for i in range(2)] == ["a", "e"]
+
+
+def test_confine_keeps_every_input_inside_its_root(tmp_path, text_suite):
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("a file outside the dataset")
+    root = _texts(tmp_path / "data", 2)
+    (root / "link.txt").symlink_to(outside)
+    (root / "m.jsonl").write_text("".join(json.dumps({"content": [{"text": "x"}, {"image": p}]}) + "\n"
+                                          for p in ("../elsewhere.png", str(outside))))
+    loose = tokenize(_config([root], tmp_path / "loose", text_suite))
+    assert loose.documents == 3     # the default follows the link (a local tool's fair default)
+    strict = tokenize(_config([root, root / "m.jsonl"], tmp_path / "strict", text_suite,
+                              options=unitok.pipeline.Options(confine=True)))
+    assert strict.documents == 2 and strict.skipped == 3
+    reasons = [e["reason"] for e in _errors(tmp_path / "strict")]
+    assert "outside the input folder (--confine)" in reasons[0]
+    assert all("leaves the manifest's folder" in r for r in reasons[1:])
+    assert json.loads((tmp_path / "strict" / "run.json").read_text())["options"]["confine"] is True

@@ -112,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="audio: the highest bitrate to use, in kbit/s (default: all levels)")
     p.add_argument("--max-tokens", type=int, default=1 << 24, metavar="N",
                    help="skip documents of more tokens than this (default: 16777216)")
+    p.add_argument("--confine", action="store_true",
+                   help="every file a record names must lie inside its input: a folder's files (links resolved) "
+                        "inside the folder, a manifest's media inside the manifest's folder; other records are "
+                        "skipped with the reason (recorded in run.json)")
     p.add_argument("--limit", metavar="NAME=VALUE", action="append", default=[], type=_limit,
                    help="raise or lower a media limit for this run, e.g. --limit max_frames=1000000 or "
                         "--limit max_seconds=36000 (repeatable; the names are the fields of "
@@ -330,7 +334,7 @@ def cmd_tokenize(args) -> int:
     cfg = TokenizeConfig(
         inputs=args.inputs, output=args.output, suite=args.suite, shard_size=args.shard_size,
         options=Options(bos=args.bos, eos=args.eos, allowed_special=allowed, bitrate=args.bitrate,
-                        max_tokens=args.max_tokens, limits=dict(args.limit)),
+                        max_tokens=args.max_tokens, limits=dict(args.limit), confine=args.confine),
         workers=args.workers, engine=args.engine, device=args.device, resume=args.resume, overwrite=args.overwrite,
         on_error=args.on_error, plugins=tuple(args.plugin), batch=args.batch,
         progress=False if args.no_progress else None, ray_address=args.ray_address)
@@ -366,12 +370,35 @@ def cmd_script(args) -> int:
         available = sorted({p.name for r in roots for p in (r / args.script_folder).glob("*.py")})
         raise UnitokError(f"no {args.script_folder}/{script} in the unitok source checkout "
                           f"(available: {', '.join(available) or 'none; run from a clone of the repository'})")
+    if args.script_folder == "benchmarks":
+        return _run_benchmark(found, args.args)
     sys.argv = [str(found), *args.args]
     try:
         runpy.run_path(str(found), run_name="__main__")
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
+
+
+def _run_benchmark(script: Path, argv: list[str]) -> int:
+    """Run a benchmark as ``python benchmarks/NAME.py ARGS`` does, in a fresh interpreter: the
+    scripts import their siblings by plain name (``from report import ...``), which works because
+    Python puts a script's folder first on the path, and their probes time fresh processes anyway.
+    What it prints comes back through ``sys.stdout`` (so a caller capturing it sees it); progress
+    on stderr goes straight through."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")      # lines as they come, not at the end
+    with subprocess.Popen([sys.executable, str(script), *argv], stdout=subprocess.PIPE, text=True,
+                          env=env) as proc:
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+        except BrokenPipeError:      # the reader left (`unitok bench ... | head`): the benchmark stops too
+            proc.kill()
+    return proc.returncode
 
 
 COMMANDS = {"info": cmd_info, "encode": cmd_encode, "decode": cmd_decode, "tokenize": cmd_tokenize,

@@ -311,7 +311,9 @@ def tokenize(cfg: TokenizeConfig, *, tok=None, on_result: Callable | None = None
     bar = _progress(cfg.progress, None if total is None else max(0, total - kept_records))
     tick = time.perf_counter()
     try:
-        results = engine.map(_pending(iter_records(inputs), set(kept), cfg.shard_size, counter))
+        records = iter_records(inputs, confine=cfg.options.confine,
+                               max_member_bytes=cfg.options.media_limits().max_file_bytes)
+        results = engine.map(_pending(records, set(kept), cfg.shard_size, counter))
         for result in results:
             if isinstance(result, Skipped) and cfg.on_error == "fail":
                 results.close()

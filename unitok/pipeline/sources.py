@@ -24,13 +24,16 @@ import glob
 import hashlib
 import json
 import os
+import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from webdataset.tariterators import base_plus_ext
+
 from ..checkpoint import file_sha256
-from ..media import kind_of
+from ..media import DEFAULT_LIMITS, kind_of
 
 PART_KINDS = ("text", "image", "video", "audio")
 MANIFEST_SUFFIXES = (".jsonl",)
@@ -99,9 +102,18 @@ class _Counter:
         return self.next - 1
 
 
-def _expand(inputs: list[str]) -> Iterator[tuple[str, str, object]]:
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, links resolved, lies inside the folder ``root``."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):   # a link loop
+        return False
+
+
+def _expand(inputs: list[str], *, confine: bool = False) -> Iterator[tuple[str, str, object]]:
     """The inputs as ``(what, name, detail)`` in record order: ``("file", path, record id)``,
-    ``("manifest", path, None)``, ``("tar", path, None)`` or ``("missing", name, reason)``."""
+    ``("manifest", path, None)``, ``("tar", path, None)``, ``("missing", name, reason)`` or, with
+    ``confine``, ``("outside", path, record id)`` for a folder's link that leads out of it."""
     for name in inputs:
         if os.path.isdir(name):
             root = Path(name)
@@ -109,7 +121,8 @@ def _expand(inputs: list[str]) -> Iterator[tuple[str, str, object]]:
             if not files:
                 yield "missing", name, "folder holds no text or media file"
             for p in files:
-                yield "file", str(p), p.relative_to(root).as_posix()
+                rid = p.relative_to(root).as_posix()
+                yield ("outside" if confine and not _inside(p, root) else "file"), str(p), rid
             continue
         paths = _expand_glob(name) if _is_glob(name) and not os.path.exists(name) else [name]
         if not paths or not os.path.exists(paths[0]):
@@ -146,18 +159,32 @@ def input_facts(name: str) -> dict:
     return {"files": files, "listing_sha256": listing.hexdigest()}
 
 
-def iter_records(inputs: list[str]) -> Iterator[Record]:
-    """Every record of the inputs, numbered from 0 in input order."""
+def iter_records(inputs: list[str], *, confine: bool = False,
+                 max_member_bytes: int = DEFAULT_LIMITS.max_file_bytes) -> Iterator[Record]:
+    """Every record of the inputs, numbered from 0 in input order.
+
+    ``confine``: every file a record names must lie inside its input (a folder's files, links
+    resolved, inside the folder; a manifest's media inside the manifest's folder); a record that
+    reaches outside is skipped with the reason. ``max_member_bytes``: a tar member declaring more is
+    refused before it is read."""
     counter = _Counter()
-    for what, name, detail in _expand(inputs):
+    for what, name, detail in _expand(inputs, confine=confine):
         if what == "missing":
             yield Record(counter.take(), name, name, "input", error=detail)
+        elif what == "outside":
+            yield Record(counter.take(), detail, name, "file",
+                         error=f"a link to {_shown(Path(name).resolve())}, outside the input folder (--confine)")
         elif what == "manifest":
-            yield from _manifest_records(Path(name), counter)
+            yield from _manifest_records(Path(name), counter, confine=confine)
         elif what == "tar":
-            yield from _tar_records(name, counter)
+            yield from _tar_records(name, counter, max_member_bytes)
         else:
             yield _file_record(counter.take(), Path(name), detail)
+
+
+def _shown(path) -> str:
+    """A path as messages show it: printable whatever bytes the name holds."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(path, (str, Path)) else repr(path)
 
 
 def chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -202,6 +229,10 @@ def _file_record(index: int, path: Path, rid: str) -> Record:
 
 # -- JSONL manifests ------------------------------------------------------------------------------
 
+class _Outside(Exception):
+    """A manifest part that names a file outside the manifest's folder (with ``confine``)."""
+
+
 def _lines(f) -> Iterator[tuple[int, bytes | None]]:
     """(line number from 1, content) of every line; content is None for a line over the limit,
     which is skipped without being held in memory."""
@@ -219,9 +250,16 @@ def _lines(f) -> Iterator[tuple[int, bytes | None]]:
         yield number, line
 
 
-def _manifest_records(path: Path, counter: _Counter) -> Iterator[Record]:
+def _manifest_records(path: Path, counter: _Counter, *, confine: bool = False) -> Iterator[Record]:
     source = str(path)
     base = path.parent
+
+    def media_path(value: str) -> Path:
+        p = base / value
+        if confine and not _inside(p, base):
+            raise _Outside(f"{value!r} leaves the manifest's folder {_shown(base)} (--confine)")
+        return p
+
     try:
         f = open(path, "rb")
     except OSError as e:
@@ -236,9 +274,11 @@ def _manifest_records(path: Path, counter: _Counter) -> Iterator[Record]:
                 record.error = f"line is longer than {MAX_LINE_BYTES} bytes"
             else:
                 try:
-                    _fill_from_json(record, json.loads(line), lambda v: base / v)
+                    _fill_from_json(record, json.loads(line), media_path)
                 except (json.JSONDecodeError, UnicodeDecodeError) as e:
                     record.error = f"not valid JSON ({e})"
+                except _Outside as e:
+                    record.error = str(e)
             yield record
 
 
@@ -277,37 +317,86 @@ def _fill_from_json(record: Record, doc, media_value) -> None:
 
 # -- WebDataset tar shards ------------------------------------------------------------------------
 
-def _count_tar_samples(path: str) -> int:
-    from webdataset.tariterators import base_plus_ext
+def _split_member(name: str) -> tuple[str, str] | None:
+    """WebDataset's naming: a member ``dir/key.ext`` (``ext`` may hold dots) belongs to sample
+    ``dir/key``, extensions compared in lower case; None for a name without an extension."""
+    key, ext = base_plus_ext(name)
+    return None if key is None else (key, ext.lower())
 
+
+def _link_kind(member: tarfile.TarInfo) -> str | None:
+    """Why a tar member cannot be read as a part (None for a regular file or a folder)."""
+    if member.islnk():
+        return f"a hard link to {_shown(member.linkname)}"
+    if member.issym():
+        return f"a symbolic link to {_shown(member.linkname)}"
+    if member.issparse():
+        return "a sparse file"
+    if not (member.isreg() or member.isdir()):
+        return "a special file (device or FIFO)"
+    return None
+
+
+def _tar_samples(stream, max_member_bytes: int) -> Iterator[tuple[str, dict, list[str]]]:
+    """``(key, {ext: bytes}, problems)`` per sample of a tar stream, in tar order. Members of one
+    sample are consecutive (WebDataset's rule); every member that cannot be a part (a link, a sparse
+    or special file, one over ``max_member_bytes``, a second member of the same extension) becomes
+    a problem of its sample, so the sample is reported instead of silently losing a part."""
+    key, members, problems = None, {}, []
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        for member in tar:
+            name = member.name
+            if member.isdir() or re.match(r"__[^/]*__($|/)", name):   # folders and WebDataset metadata
+                continue
+            split = _split_member(name)
+            if split is None:
+                if key is not None:
+                    problems.append(f"member {_shown(name)} has no extension, so it belongs to no sample")
+                continue
+            k, ext = split
+            if k != key:
+                if key is not None:
+                    yield key, members, problems
+                key, members, problems = k, {}, []
+            why = _link_kind(member)
+            if why is None and member.size > max_member_bytes:
+                why = f"{member.size} bytes, over the limit of {max_member_bytes} (MediaLimits.max_file_bytes)"
+            if why is None and ext in members:
+                why = f"a second member with the extension .{ext}"
+            if why is not None:
+                problems.append(f"member {_shown(name)} is {why}")
+                continue
+            members[ext] = tar.extractfile(member).read()
+    if key is not None:
+        yield key, members, problems
+
+
+def _count_tar_samples(path: str) -> int:
     keys, last = 0, None
     try:
         with tarfile.open(path, "r:") as tar:
             for member in tar:
-                key, _ = base_plus_ext(member.name) if member.isreg() else (None, None)
-                if key is not None and key != last:
-                    keys, last = keys + 1, key
+                split = None if member.isdir() else _split_member(member.name)
+                if split is not None and split[0] != last:
+                    keys, last = keys + 1, split[0]
     except (tarfile.TarError, OSError):
         keys += 1   # the damage itself is one record
     return max(keys, 1)
 
 
-def _tar_records(path: str, counter: _Counter) -> Iterator[Record]:
-    from webdataset.tariterators import group_by_keys, tar_file_iterator
-
-    def members(stream):
-        for sample in tar_file_iterator(stream):
-            sample["__url__"] = path
-            yield sample
-
+def _tar_records(path: str, counter: _Counter, max_member_bytes: int) -> Iterator[Record]:
     yielded = 0
     last_key = None
     try:
         with open(path, "rb") as stream:
-            for sample in group_by_keys(members(stream)):
-                record = Record(counter.take(), sample["__key__"], path, f"sample {sample['__key__']}")
-                _fill_from_sample(record, sample, path)
-                last_key = sample["__key__"]
+            for key, members, problems in _tar_samples(stream, max_member_bytes):
+                shown = _shown(key)
+                record = Record(counter.take(), shown, path, f"sample {shown}")
+                if problems:
+                    record.error = "; ".join(problems)
+                else:
+                    _fill_from_sample(record, {"__key__": shown, **members}, path)
+                last_key = shown
                 yielded += 1
                 yield record
     except (tarfile.TarError, OSError, EOFError, ValueError) as e:

@@ -190,7 +190,8 @@ def verify(out: str | Path, tok, *, sample: int = 16, seed: int = 0, decode_to: 
     if decode_to is not None:
         Path(decode_to).mkdir(parents=True, exist_ok=True)
     inputs = [f["path"] for f in run["inputs"]]
-    for record in iter_records(inputs):
+    for record in iter_records(inputs, confine=worker.options.confine,
+                               max_member_bytes=worker.options.media_limits().max_file_bytes):
         i = by_record.pop(record.index, None)
         if i is None:
             continue

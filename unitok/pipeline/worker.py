@@ -31,6 +31,7 @@ class Options:
     max_tokens: int = 1 << 24               # a longer document is skipped as absurd
     # MediaLimits fields (max_pixels, max_frames, max_seconds, ...) that differ from the defaults
     limits: tuple = ()                      # ((name, value), ...)
+    confine: bool = False                   # every file a record names stays inside its input (--confine)
 
     def __post_init__(self):
         if isinstance(self.limits, dict):
