@@ -15,8 +15,10 @@ import av
 import numpy as np
 import pytest
 import torch
+import torchvision.io as tvio
 
-import unitok.media as media
+import unitok.media
+import unitok.media.video as media_video
 from unitok.errors import ConfigError, MediaError
 from unitok.media import (DEFAULT_LIMITS, Audio, Image, MediaLimits, Video, kind_of, open_media)
 
@@ -564,8 +566,8 @@ def test_png_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     def must_not_decode(*args, **kwargs):
         raise AssertionError("a decoder was called for a refused image")
 
-    monkeypatch.setattr(media.tvio, "decode_image", must_not_decode)
-    monkeypatch.setattr(media.av, "open", must_not_decode)
+    monkeypatch.setattr(tvio, "decode_image", must_not_decode)
+    monkeypatch.setattr(av, "open", must_not_decode)
     expect_error(lambda: Image.open(path), path, "100000x100000")
     expect_error(lambda: open_media(path), path, "MediaLimits.max_side")
 
@@ -588,8 +590,8 @@ def _bomb_header(fmt: str, w: int, h: int) -> bytes:
 def test_declared_sizes_are_checked_for_every_image_format(tmp_path, monkeypatch, fmt):
     path = tmp_path / f"bomb.{fmt}"
     path.write_bytes(_bomb_header(fmt, 9000, 9000))
-    monkeypatch.setattr(media.tvio, "decode_image", lambda *a, **k: pytest.fail("decoded"))
-    monkeypatch.setattr(media.av, "open", lambda *a, **k: pytest.fail("opened with PyAV"))
+    monkeypatch.setattr(tvio, "decode_image", lambda *a, **k: pytest.fail("decoded"))
+    monkeypatch.setattr(av, "open", lambda *a, **k: pytest.fail("opened with PyAV"))
     expect_error(lambda: Image.open(path), path, "9000x9000", "max_pixels")
 
 
@@ -607,7 +609,7 @@ def test_video_over_max_frames(tmp_path, good_files, monkeypatch):
     few = MediaLimits(max_frames=5)
     expect_error(lambda: Video.open(path, limits=few), path, "max_frames")
     # and while decoding, for containers that declare neither frame count nor duration
-    monkeypatch.setattr(media, "_stream_seconds", lambda stream, container: 0.0)
+    monkeypatch.setattr(media_video, "_stream_seconds", lambda stream, container: 0.0)
     Video.from_array(moving(8, 16, 16), fps=8).save(tmp_path / "b.webm")
     expect_error(lambda: Video.open(tmp_path / "b.webm", limits=few), "b.webm",
                  "more than 5 frames")
@@ -730,3 +732,12 @@ def test_video_display_rotation_is_applied(tmp_path):
     red = (video.frames[0, 0] > 128).nonzero()
     assert red[:, 0].max() < 8 and red[:, 1].min() >= 12   # now at the top right
     assert Video.open(plain).frames.shape == (4, 3, 16, 32)
+
+
+def test_public_names_live_in_unitok_media():
+    # unitok.media is a package of modules; callers keep importing every public name from the top.
+    names = {"DEFAULT_LIMITS", "MediaLimits", "Image", "Video", "Audio", "open_media", "kind_of",
+             "decoded_bytes", "check_document_bytes", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS",
+             "AUDIO_EXTENSIONS", "TEXT_EXTENSIONS"}
+    assert names == set(unitok.media.__all__)
+    assert all(hasattr(unitok.media, n) for n in names)
