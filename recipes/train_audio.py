@@ -42,23 +42,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from unitok.audio import AudioTokenizer, AudioTokenizerConfig
 from unitok.checkpoint import config_to_dict
 from unitok.errors import ConfigError
-from unitok.metrics import stoi
+from unitok.metrics import MelSpectrograms, mel_distance, si_sdr, stoi
 from unitok.nn import hinge_d_loss, hinge_g_loss
-from unitok.train import (ddp_shutdown, export_checkpoint, load_training_state, Logger, lr_at, read_config,
+from unitok.nn.audio_losses import (EnvelopeCorrelationLoss, MultiScaleSTFTDiscriminator, feature_matching_loss,
+                                    stft_loss)
+from unitok.train import (Logger, ddp_shutdown, export_checkpoint, load_training_state, lr_at, read_config,
                           recipe_parser, run_recipe, save_final, save_training_state, setup_runtime)
-from unitok.nn.audio import (
-    EnvelopeCorrelationLoss,
-    MelSpectrograms,
-    MultiScaleSTFTDiscriminator,
-    feature_matching_loss,
-    mel_distance,
-    si_sdr,
-    stft_loss,
-)
 
 DEFAULTS = {
     "model": {},
@@ -247,7 +239,7 @@ def format_eval(m: dict, levels: list[int], model: AudioTokenizer) -> str:
 
 
 def build(cfg: dict, device) -> tuple[AudioTokenizer, MultiScaleSTFTDiscriminator | None]:
-    model = AudioTokenizer(cfg["model_config"]).to(device)
+    model = AudioTokenizer.from_config(cfg["model_config"]).to(device)
     lc = cfg["loss"]
     disc = None
     if lc["gan"] > 0 or lc["feature"] > 0:

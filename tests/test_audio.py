@@ -14,10 +14,12 @@ import torch
 
 import unitok
 from unitok import Audio, ConfigError, MediaError, TokenSequenceError, UniTokenizer
-from unitok.audio import AudioTokenizer, AudioTokenizerConfig, resample_blocks
+from unitok.audio import (AudioTokenizer, AudioTokenizerConfig, ISTFTDecoder, SEANetEncoder, STFTEncoder, build_parts,
+                          resample_blocks)
 from unitok.checkpoint import load_pretrained
 from unitok.layout import PAD, CodecDepth, Delay
-from unitok.nn.audio import MelSpectrograms, mel_distance, si_sdr, stft_loss
+from unitok.metrics import MelSpectrograms, mel_distance, si_sdr
+from unitok.nn.audio_losses import stft_loss
 from unitok.quantize import ResidualQuantizer, ResidualQuantizerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,19 +117,22 @@ def test_header_carries_levels_and_exact_length(text):
     model = tiny_model()
     tok = UniTokenizer(text, {"audio": model})
     header, codes = model.encode_item(Audio.from_array(noise(2, 1001), 44100))
-    assert header == {"levels": 4, "sample_rate": 44100, "samples_high": 0, "samples_low": 1001}
+    assert header == {"levels": 4, "sample_rate": 44100, "samples": 1001}
     assert codes.shape == (4, math.ceil(math.ceil(1001 * 8000 / 44100) / model.hop))
-    # lengths beyond one shape field (2**20 - 1) are split over two: hours round-trip exactly
-    long = {"levels": 2, "sample_rate": 8000, "samples_high": 3, "samples_low": 5}
+    # the length takes 4 shape tokens (2 per other field): lengths past 2**20 - 1, hours, round-trip exactly
+    assert model.header_widths() == [2, 2, 4]
+    long = {"levels": 2, "sample_rate": 8000, "samples": 3 * 2 ** 20 + 5}
     model.check_header(long)
     assert model.model_length(long) == 3 * 2 ** 20 + 5
     assert len(model.layout(long)) == 2 * math.ceil((3 * 2 ** 20 + 5) / model.hop)
     short = Audio.from_array(noise(1, 200), 8000)
-    assert len(tok.encode(short)) == 2 + 2 * 4 + 4 * math.ceil(200 / 16)    # begin/end, 4 fields x 2 digits
+    assert len(tok.encode(short)) == 2 + 8 + 4 * math.ceil(200 / 16)        # begin/end, 2 + 2 + 4 digits
     for bad, why in [({**long, "levels": 5}, "levels"), ({**long, "sample_rate": 50}, "sample_rate"),
-                     ({**long, "samples_high": 0, "samples_low": 0}, "0 samples")]:
+                     ({**long, "samples": 0}, "0 samples")]:
         with pytest.raises(TokenSequenceError, match=why):
             model.check_header(bad)
+    # the same ids as when the length was two 2-digit fields (samples_high, samples_low)
+    assert tok.space.dim_ids([3 * 2 ** 20 + 5], 4) == tok.space.dim_ids([3, 5])
 
 
 @pytest.mark.parametrize("levels", [1, 2, 3, 4])
@@ -299,6 +304,45 @@ def test_residual_quantizer(kind):
     err = [(q.decode(codes[:, :n]) - z).pow(2).mean() for n in (1, 2, 4)]
     if kind == "rfsq":                                          # finer with every level
         assert err[0] > err[1] > err[2]
+
+
+# -- parts --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoder, decoder", [("seanet", "seanet"), ("seanet", "istft"), ("stft", "istft")])
+def test_assembled_from_parts_handed_in(encoder, decoder):
+    """The factory's parts, parts built by hand, and the config alone give one model: same weights
+    under the same seed, same state_dict keys (the checkpoint format), same codes."""
+    kw = dict(encoder=encoder, encoder_dim=8, encoder_layers=1, decoder=decoder, decoder_dim=8, decoder_layers=1)
+    ref = tiny_model(**kw)
+    cfg = ref.cfg
+    torch.manual_seed(0)
+    assembled = AudioTokenizer(cfg, **build_parts(cfg)._asdict()).eval()
+    torch.manual_seed(0)
+    plain = AudioTokenizer.from_config(cfg).eval()
+    wav = noise(1, 500)[:, None]
+    for other in (assembled, plain):
+        assert other.state_dict().keys() == ref.state_dict().keys()
+        assert all(torch.equal(v, other.state_dict()[k]) for k, v in ref.state_dict().items())
+        assert torch.equal(other.encode(wav), ref.encode(wav))
+    if (encoder, decoder) == ("seanet", "istft"):
+        torch.manual_seed(0)
+        enc = SEANetEncoder(8, channels=4, ratios=(4, 4), res_units=1, kernel=5, lstm=1)
+        q = ResidualQuantizer(cfg.quantizer)
+        dec = ISTFTDecoder(8, hop=16, n_fft=64, width=8, layers=1, kernel=5)
+        by_hand = AudioTokenizer(cfg, encoder=enc, quantizer=q, decoder=dec).eval()
+        assert all(torch.equal(v, by_hand.state_dict()[k]) for k, v in ref.state_dict().items())
+
+
+def test_parts_that_do_not_match_the_config_are_refused():
+    cfg = tiny_model().cfg
+    with pytest.raises(ConfigError, match="encoder has .*hop"):
+        AudioTokenizer(cfg, encoder=STFTEncoder(8, hop=32, n_fft=64, width=8, layers=1))
+    with pytest.raises(ConfigError, match="decoder has .*dim"):
+        AudioTokenizer(cfg, decoder=ISTFTDecoder(12, hop=16, n_fft=64, width=8, layers=1))
+    with pytest.raises(ConfigError, match="quantizer has 2 levels"):
+        AudioTokenizer(cfg, quantizer=ResidualQuantizer(ResidualQuantizerConfig(kind="rvq", levels=2, dim=8,
+                                                                                codebook_size=16)))
 
 
 def test_config_errors_name_the_field():

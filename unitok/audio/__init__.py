@@ -1,4 +1,6 @@
-"""Audio tokenizer: ``AudioTokenizer`` (checkpoint type ``"audio.codec"``) and its config.
+"""Audio tokenizer: ``AudioTokenizer`` (checkpoint type ``"audio.codec"``), assembled from an
+encoder, a residual quantizer and a decoder that :func:`build_parts` makes from an
+``AudioTokenizerConfig``.
 
     >>> from unitok.audio import load_default
     >>> model = load_default()                  # the bundled 24 kHz codec (1.5 / 3 / 6 kbps)
@@ -8,6 +10,11 @@
     >>> dec = model.stream_decoder()            # frame by frame, for a generating model
     >>> chunk = dec.push(codes[0, :, :1])       # the samples now final ([hop] once past the latency)
     >>> tail = dec.flush()                      # at the end: what the decoder held back
+
+Files: ``config.py`` (the config), ``seanet.py`` (SEANet encoder and decoder), ``spectral.py``
+(STFT encoder, iSTFT decoder), ``parts.py`` (what a part provides, and the factory),
+``streaming.py`` (chunked and windowed encode/decode, block resampling, ``StreamDecoder``),
+``model.py`` (``AudioTokenizer``).
 """
 
 from __future__ import annotations
@@ -15,8 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..quantize import ResidualQuantizerConfig
-from .model import (AudioTokenizer, AudioTokenizerConfig, Decoder, Encoder, ISTFTDecoder, STFTEncoder, StreamDecoder,
-                    resample_blocks)
+from .config import AudioTokenizerConfig
+from .model import AudioTokenizer
+from .parts import AudioDecoder, AudioEncoder, Parts, build_parts
+from .seanet import SEANetDecoder, SEANetEncoder
+from .spectral import ISTFTDecoder, STFTEncoder
+from .streaming import StreamDecoder, resample_blocks
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "audio"
 
@@ -32,14 +43,18 @@ def load_default(device: str = "cpu") -> AudioTokenizer:
 
 
 __all__ = [
+    "AudioDecoder",
+    "AudioEncoder",
     "AudioTokenizer",
     "AudioTokenizerConfig",
-    "Decoder",
-    "Encoder",
     "ISTFTDecoder",
+    "Parts",
     "ResidualQuantizerConfig",
+    "SEANetDecoder",
+    "SEANetEncoder",
     "STFTEncoder",
     "StreamDecoder",
+    "build_parts",
     "load_default",
     "resample_blocks",
 ]
