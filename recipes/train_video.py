@@ -40,10 +40,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-# the image recipe's data helpers; the shared plumbing lives in unitok.train
-from train_image import CropSampler, synthetic_images
-
 from unitok.checkpoint import config_to_dict
 from unitok.errors import ConfigError
 from unitok.image import ImageTokenizer
@@ -53,6 +49,7 @@ from unitok.video import VideoTokenizer, VideoTokenizerConfig
 from unitok.train import (ddp_shutdown, export_checkpoint, load_training_state, Logger, lr_at, read_config,
                           recipe_parser, run_recipe, save_final, save_training_state, setup_runtime, StepWindow,
                           tokenizer_step)
+from unitok.train.images import CropSampler, synthetic_images
 from unitok.video.model import TEMPORAL_LAYERS
 
 DEFAULTS = {

@@ -14,23 +14,24 @@ import torch
 
 import unitok
 from unitok import ConfigError, Image, MediaError, TokenSequenceError, UniTokenizer
-from unitok.checkpoint import load_pretrained
+from unitok.checkpoint import config_to_dict, id_config, load_pretrained
 from unitok.image import ImageTokenizer, ImageTokenizerConfig
 from unitok.layout import NextScale, Raster
 from unitok.metrics import codebook_usage, ms_ssim, perplexity, psnr, ssim
-from unitok.quantize import MultiScaleQuantizer, Quantizer, QuantizerConfig, build_quantizer, scale_schedule
+from unitok.quantize import (FSQConfig, LFQConfig, MultiScaleConfig, MultiScaleQuantizer, QuantizerConfig, VQConfig,
+                             build_quantizer, quantizer_config, scale_schedule)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 QUANTIZERS = {
-    "fsq": QuantizerConfig(kind="fsq", levels=(8, 5, 5, 5)),
-    "vq": QuantizerConfig(kind="vq", codebook_size=64, codebook_dim=8),
-    "lfq": QuantizerConfig(kind="lfq", bits=8),
-    "bsq": QuantizerConfig(kind="lfq", bits=8, spherical=True),
+    "fsq": FSQConfig(levels=(8, 5, 5, 5)),
+    "vq": VQConfig(codebook_size=64, codebook_dim=8),
+    "lfq": LFQConfig(bits=8),
+    "bsq": LFQConfig(bits=8, spherical=True),
 }
 
 
-def tiny_model(quantizer: QuantizerConfig, **kw) -> ImageTokenizer:
+def tiny_model(quantizer, **kw) -> ImageTokenizer:
     torch.manual_seed(0)
     cfg = ImageTokenizerConfig(channels=8, channel_mult=(1, 2), patch=2, enc_blocks=1, dec_blocks=1, mid_blocks=0,
                                quantizer=quantizer, **kw)
@@ -48,7 +49,7 @@ def text():
 @pytest.mark.parametrize("name", sorted(QUANTIZERS))
 def test_quantizer_indices_codes_round_trip(name):
     torch.manual_seed(0)
-    q = Quantizer(QUANTIZERS[name])
+    q = build_quantizer(QUANTIZERS[name])
     z = torch.randn(3, q.dim, 5, 7)
     q.train()
     q(z)                       # VQ: k-means init and one EMA update happen in training mode
@@ -57,22 +58,55 @@ def test_quantizer_indices_codes_round_trip(name):
     assert idx.shape == (3, 5, 7) and idx.dtype == torch.int64
     assert quantized.shape == z.shape and aux.shape == ()
     assert 0 <= int(idx.min()) and int(idx.max()) < q.codebook_size == q.codebook_sizes[0]
-    codes = q.indices_to_codes(idx)
-    assert torch.equal(codes, quantized)                    # eval forward == decode from indices
-    assert torch.equal(q.codes_to_indices(codes), idx)
+    vectors = q.decode(idx)
+    assert torch.equal(vectors, quantized)                  # eval forward == decode from ids
+    assert torch.equal(q.encode(z), idx) and q.training is False
+    assert torch.equal(q.vectors_to_codes(vectors), idx)
     every = torch.arange(q.codebook_size).reshape(1, 1, -1)  # every code survives the round trip
-    assert torch.equal(q.codes_to_indices(q.indices_to_codes(every)), every)
+    assert torch.equal(q.vectors_to_codes(q.decode(every)), every)
+
+
+@pytest.mark.parametrize("name", ["vq", "lfq"])
+def test_encode_never_changes_the_quantizer(name):
+    torch.manual_seed(0)
+    q = build_quantizer(QUANTIZERS[name]).train()
+    q(torch.randn(2, q.dim, 4, 4))                          # VQ: k-means init in training mode
+    before = {k: v.clone() for k, v in q.state_dict().items()}
+    q.encode(torch.randn(2, q.dim, 4, 4) * 3)
+    assert q.training and all(torch.equal(v, q.state_dict()[k]) for k, v in before.items())
 
 
 def test_quantizer_config_errors():
-    with pytest.raises(ConfigError, match="kind"):
-        QuantizerConfig(kind="rvq")
+    with pytest.raises(ConfigError, match="kind 'nope' is unknown"):
+        quantizer_config({"kind": "nope"})
     with pytest.raises(ConfigError, match="levels"):
-        QuantizerConfig(kind="fsq", levels=(2, 8))
+        FSQConfig(levels=(2, 8))
     with pytest.raises(ConfigError, match="end with 1"):
-        QuantizerConfig(scales=(4, 2))
+        MultiScaleConfig(scales=(4, 2))
     with pytest.raises(ConfigError, match="decreasing"):
-        QuantizerConfig(scales=(1, 2, 4))
+        MultiScaleConfig(scales=(1, 2, 4))
+    with pytest.raises(ConfigError, match="grid quantizer"):
+        MultiScaleConfig({"kind": "rvq"})
+    with pytest.raises(ConfigError, match="does not quantize"):
+        ImageTokenizer(ImageTokenizerConfig(quantizer={"kind": "rvq", "dim": 4}))
+
+
+def test_quantizer_config_forms():
+    """The config.json form of each kind, and the flat form older unitok wrote, load alike."""
+    ms = MultiScaleConfig(VQConfig(codebook_size=64, codebook_dim=4), scales=(2, 1), refine=False)
+    saved = config_to_dict(ms)
+    assert saved["kind"] == "multiscale" and saved["quantizer"]["kind"] == "vq"
+    assert quantizer_config(saved) == ms
+    flat = {"kind": "vq", "levels": [8, 8, 8, 8], "codebook_size": 64, "codebook_dim": 4, "commitment_weight": 0.25,
+            "ema_decay": 0.8, "kmeans_init": True, "dead_code_threshold": 2.0, "bits": 10, "spherical": False,
+            "entropy_weight": 0.1, "scales": [2, 1], "refine": False}
+    assert quantizer_config(flat) == ms
+    assert quantizer_config({**flat, "scales": []}) == ms.quantizer
+    assert QuantizerConfig(kind="lfq", bits=6, spherical=True) == LFQConfig(bits=6, spherical=True)
+    with pytest.raises(ConfigError, match="unknown FSQConfig option"):
+        quantizer_config({"kind": "fsq", "level": [8]})
+    # training-only options are not part of what decides ids
+    assert id_config(VQConfig(codebook_size=64, ema_decay=0.5, kmeans_init=False)) == {"codebook_size": 64}
 
 
 def test_scale_schedule():
@@ -87,8 +121,7 @@ def test_scale_schedule():
 @pytest.mark.parametrize("name", ["fsq", "vq", "lfq"])
 def test_multiscale_round_trip(name):
     torch.manual_seed(0)
-    cfg = QuantizerConfig(**{**QUANTIZERS[name].__dict__, "scales": (8, 4, 2, 1)})
-    q = build_quantizer(cfg)
+    q = build_quantizer(MultiScaleConfig(QUANTIZERS[name], scales=(8, 4, 2, 1)))
     assert isinstance(q, MultiScaleQuantizer) and q.codebook_sizes == [q.quantizer.codebook_size]
     z = torch.randn(2, q.dim, 11, 16)
     q.train()
@@ -97,18 +130,19 @@ def test_multiscale_round_trip(name):
     assert f_hat.shape == z.shape and aux.shape == ()
     q.eval()
     f_hat, idx, _ = q(z)
-    assert torch.equal(q.indices_to_codes(idx, (11, 16)), f_hat)
-    per_scale = [q.quantizer.indices_to_codes(i) for i in idx]
-    assert all(torch.equal(a, b) for a, b in zip(q.codes_to_indices(per_scale), idx))
+    assert torch.equal(q.decode(idx), f_hat) and torch.equal(q.decode(idx, (11, 16)), f_hat)
+    assert all(torch.equal(a, b) for a, b in zip(q.encode(z), idx))
+    per_scale = [q.quantizer.decode(i) for i in idx]
+    assert all(torch.equal(a, b) for a, b in zip(q.vectors_to_codes(per_scale), idx))
     with pytest.raises(ValueError, match="scales"):
-        q.indices_to_codes(idx[1:], (11, 16))
+        q.decode(idx[1:], (11, 16))
 
 
 # -- the model ----------------------------------------------------------------------------------
 
 
 def test_encode_decode_shapes_any_size():
-    m = tiny_model(QuantizerConfig(kind="fsq", levels=(5, 5, 5), scales=(4, 2, 1)))
+    m = tiny_model(MultiScaleConfig(FSQConfig((5, 5, 5)), scales=(4, 2, 1)))
     x = torch.rand(2, 3, 37, 21)
     codes = m.encode(x)
     assert [tuple(c.shape) for c in codes] == [(2, 3, 2), (2, 5, 3), (2, 10, 6)]
@@ -122,7 +156,7 @@ def test_encode_decode_shapes_any_size():
 @pytest.mark.parametrize("multiscale", [True, False])
 @pytest.mark.parametrize("shape", [(3, 201, 333), (3, 1, 1), (1, 17, 9), (4, 30, 41)])
 def test_uni_tokenizer_round_trip_any_size(text, multiscale, shape):
-    q = QuantizerConfig(kind="fsq", levels=(5, 5, 5), scales=(8, 4, 2, 1) if multiscale else ())
+    q = MultiScaleConfig(FSQConfig((5, 5, 5)), scales=(8, 4, 2, 1)) if multiscale else FSQConfig((5, 5, 5))
     m = tiny_model(q)
     tok = UniTokenizer(text, {"image": m})
     g = torch.Generator().manual_seed(0)
@@ -148,7 +182,7 @@ def test_uni_tokenizer_round_trip_any_size(text, multiscale, shape):
 
 
 def test_gray_and_rgba_use_rgb(text):
-    m = tiny_model(QuantizerConfig(kind="fsq", levels=(5, 5, 5), scales=(4, 2, 1)))
+    m = tiny_model(MultiScaleConfig(FSQConfig((5, 5, 5)), scales=(4, 2, 1)))
     gray = Image(torch.full((1, 16, 16), 100, dtype=torch.uint8))
     _, codes_gray = m.encode_item(gray)
     _, codes_rgb = m.encode_item(gray.to_rgb())
@@ -160,10 +194,9 @@ def test_gray_and_rgba_use_rgb(text):
 
 
 def test_header_limits_and_bits(text):
-    m = tiny_model(QuantizerConfig(kind="fsq", levels=(8, 8, 8, 8), scales=(32, 16, 8, 4, 2, 1)))
+    m = tiny_model(MultiScaleConfig(FSQConfig((8, 8, 8, 8)), scales=(32, 16, 8, 4, 2, 1)))
     m_f8 = ImageTokenizer(ImageTokenizerConfig(channels=8, channel_mult=(1, 2), patch=4,
-                                               quantizer=QuantizerConfig(kind="fsq", levels=(8, 8, 8, 8),
-                                                                         scales=(32, 16, 8, 4, 2, 1))))
+                                               quantizer=m.cfg.quantizer))
     assert m_f8.tokens(256, 256) == 1365 and m_f8.bits_per_pixel(256, 256) <= 0.25
     with pytest.raises(TokenSequenceError, match="larger"):
         m.check_header({"height": 10 ** 6, "width": 4})
@@ -172,13 +205,14 @@ def test_header_limits_and_bits(text):
 
 
 def test_save_load(tmp_path, text):
-    m = tiny_model(QuantizerConfig(kind="vq", codebook_size=32, codebook_dim=4, scales=(2, 1)))
+    m = tiny_model(MultiScaleConfig(VQConfig(codebook_size=32, codebook_dim=4), scales=(2, 1)))
     m.train()
     m(torch.rand(2, 3, 16, 16))                       # k-means init so the codebook is not trivial
     m.eval()
     m.save_pretrained(tmp_path / "img")
     cfg = json.loads((tmp_path / "img" / "config.json").read_text())
     assert cfg["type"] == "image.vqgan" and cfg["config"]["quantizer"]["scales"] == [2, 1]
+    assert cfg["config"]["quantizer"]["quantizer"]["kind"] == "vq"               # the new form is written
     loaded = load_pretrained(tmp_path / "img")
     assert isinstance(loaded, ImageTokenizer) and loaded.fingerprint() == m.fingerprint()
     x = torch.rand(1, 3, 19, 23)
@@ -199,7 +233,7 @@ def test_config_errors_name_the_field(tmp_path):
 
     with pytest.raises(ConfigError, match="norm"):
         ImageTokenizerConfig(norm="batch")
-    with pytest.raises(ConfigError, match="unknown QuantizerConfig option"):
+    with pytest.raises(ConfigError, match="unknown FSQConfig option"):
         config_from_dict(ImageTokenizerConfig, {"quantizer": {"kind": "fsq", "level": [8]}})
 
 

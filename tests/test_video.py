@@ -18,19 +18,19 @@ from unitok import Audio, ConfigError, Image, MediaError, TokenSequenceError, Un
 from unitok.checkpoint import load_pretrained
 from unitok.image import ImageTokenizer, ImageTokenizerConfig
 from unitok.layout import EOF, FrameScale
-from unitok.quantize import QuantizerConfig
-from unitok.video import VideoTokenizer, VideoTokenizerConfig
+from unitok.quantize import FSQConfig, MultiScaleConfig
+from unitok.video import SpatialConfig, VideoTokenizer, VideoTokenizerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-FSQ = QuantizerConfig(kind="fsq", levels=(5, 5, 5), scales=(4, 2, 1))
+FSQ = MultiScaleConfig(FSQConfig((5, 5, 5)), scales=(4, 2, 1))
+SPATIAL = dict(channels=8, channel_mult=(1, 2), patch=2, enc_blocks=1, dec_blocks=1, mid_blocks=1)
 
 
-def tiny_image(quantizer: QuantizerConfig = FSQ) -> ImageTokenizer:
+def tiny_image(quantizer=FSQ) -> ImageTokenizer:
     """Stride 4, random weights; the temporal layers of a video model inflated from it are
     randomised too (see ``tiny_model``) so that they matter."""
     torch.manual_seed(0)
-    cfg = ImageTokenizerConfig(channels=8, channel_mult=(1, 2), patch=2, enc_blocks=1, dec_blocks=1, mid_blocks=1,
-                               quantizer=quantizer)
+    cfg = ImageTokenizerConfig(**SPATIAL, quantizer=quantizer)
     return ImageTokenizer(cfg).eval()
 
 
@@ -39,8 +39,7 @@ def tiny_model(**kw) -> VideoTokenizer:
     identity otherwise), so causality and windowing are tested on real temporal mixing."""
     quantizer = kw.pop("quantizer", FSQ)
     torch.manual_seed(0)
-    cfg = VideoTokenizerConfig(channels=8, channel_mult=(1, 2), patch=2, enc_blocks=1, dec_blocks=1, mid_blocks=1,
-                               quantizer=quantizer, **kw)
+    cfg = VideoTokenizerConfig(SpatialConfig(**SPATIAL, quantizer=quantizer), **kw)
     model = VideoTokenizer(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -146,8 +145,8 @@ def test_eof_layout(text):
 
 
 def test_bits_per_pixel_of_the_default_layout():
-    q = QuantizerConfig(kind="fsq", levels=(8, 8, 8, 8), scales=(32, 16, 8, 4, 2, 1))
-    m = VideoTokenizer(VideoTokenizerConfig(channels=8, patch=4, quantizer=q))
+    q = MultiScaleConfig(FSQConfig((8, 8, 8, 8)), scales=(32, 16, 8, 4, 2, 1))
+    m = VideoTokenizer(VideoTokenizerConfig(SpatialConfig(channels=8, patch=4, quantizer=q)))
     assert m.downsample == 8 and m.latent_frames(17) == 5
     assert m.tokens(17, 256, 256) == 5 * 1365
     assert abs(m.bits_per_pixel(17, 256, 256) - 5 * 1365 * 12 / (17 * 256 * 256)) < 1e-12
@@ -157,7 +156,7 @@ def test_bits_per_pixel_of_the_default_layout():
 # -- inflation --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("quantizer", [FSQ, QuantizerConfig(kind="fsq", levels=(5, 5, 5))], ids=["multiscale", "single"])
+@pytest.mark.parametrize("quantizer", [FSQ, FSQConfig((5, 5, 5))], ids=["multiscale", "single"])
 def test_inflated_one_frame_video_is_the_image(quantizer):
     image = tiny_image(quantizer)
     video = VideoTokenizer.from_image(image, temporal=4)
@@ -192,7 +191,7 @@ def test_inflated_from_the_bundled_image_tokenizer():
 
 def test_inflation_refuses_a_different_config():
     image = tiny_image()
-    other = VideoTokenizer(VideoTokenizerConfig(channels=16, channel_mult=(1, 2), patch=2, quantizer=FSQ))
+    other = VideoTokenizer(VideoTokenizerConfig(SpatialConfig(**{**SPATIAL, "channels": 16}, quantizer=FSQ)))
     with pytest.raises(ConfigError, match="channels"):
         other.inflate_from(image)
 
@@ -315,6 +314,7 @@ def test_save_load(tmp_path, text, model):
     model.save_pretrained(tmp_path / "vid")
     cfg = json.loads((tmp_path / "vid" / "config.json").read_text())
     assert cfg["type"] == "video.causal" and cfg["config"]["temporal"] == 4
+    assert cfg["config"]["spatial"]["quantizer"]["kind"] == "multiscale"        # the new form is written
     loaded = load_pretrained(tmp_path / "vid")
     assert isinstance(loaded, VideoTokenizer) and loaded.fingerprint() == model.fingerprint()
     x = clip(6, 10, 12)[None]
@@ -326,6 +326,27 @@ def test_save_load(tmp_path, text, model):
     assert np.array_equal(tok.encode(video).ids, UniTokenizer.from_pretrained(tmp_path / "suite").encode(video).ids)
     model.save_pretrained(tmp_path / "half", dtype=torch.float16)
     VideoTokenizer.from_pretrained(tmp_path / "half").encode(x)
+
+
+def test_flat_config_of_older_unitok_loads(tmp_path, model):
+    """config.json files written before the spatial part was nested (and before each quantizer
+    kind had its config) load into the nested config, with the same weights and codes."""
+    from unitok.checkpoint import config_from_dict, config_to_dict
+
+    model.save_pretrained(tmp_path / "vid")
+    path = tmp_path / "vid" / "config.json"
+    data = json.loads(path.read_text())
+    spatial = data["config"].pop("spatial")
+    inner = spatial["quantizer"].pop("quantizer")
+    spatial["quantizer"] = {**inner, "scales": spatial["quantizer"]["scales"], "refine": True, "bits": 10}
+    data["config"].update(spatial)
+    path.write_text(json.dumps(data))
+    loaded = load_pretrained(tmp_path / "vid")
+    assert loaded.cfg == model.cfg
+    x = clip(5, 8, 12)[None]
+    assert all(torch.equal(a, b) for a, b in zip(model.encode(x), loaded.encode(x)))
+    with pytest.raises(ConfigError, match="chanels"):
+        config_from_dict(VideoTokenizerConfig, {**config_to_dict(model.cfg), "chanels": 8})
 
 
 def test_bundled_default_if_present(text):

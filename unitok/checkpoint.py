@@ -323,6 +323,8 @@ def config_from_dict(cls: type, data: dict, *, source: str = "config"):
     """Build a (possibly nested) config dataclass from a dict, refusing unknown or ill-typed keys."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected an object for {cls.__name__}, got {type(data).__name__}")
+    if hasattr(cls, "upgrade_config"):      # a config class that reads the form older unitok wrote
+        data = cls.upgrade_config(data)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:

@@ -14,9 +14,8 @@ the image size in pixels, so a 333x201 image decodes to 333x201.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,62 +27,34 @@ from ..errors import ConfigError, MediaError, TokenSequenceError
 from ..layout import NextScale, Raster
 from ..media import DEFAULT_LIMITS, Image
 from ..modality import MediaTokenizer
-from ..nn import AttnBlock, Downsample, ResBlock, Upsample, norm2d
-from ..quantize import MultiScaleQuantizer, QuantizerConfig, build_quantizer
+from ..nn import norm2d
+from .spatial import SpatialCodec, SpatialConfig, decoder_levels, encoder_levels, middle_layers
 
 MAX_SIDE = 1 << 15   # a decoded header may not ask for a larger image than this (pixels per side)
 
 
 @dataclass
-class ImageTokenizerConfig:
-    channels: int = 64                          # width of the first level
-    channel_mult: tuple[int, ...] = (1, 2)      # width multiplier per level; 2x downsampling between levels
-    patch: int = 4                              # space-to-depth stem: the network starts at H/patch
-    enc_blocks: int = 1                         # residual blocks per encoder level
-    dec_blocks: int = 2                         # residual blocks per decoder level
-    mid_blocks: int = 1                         # extra residual blocks at the lowest resolution (each side)
-    attention: bool = False                     # self-attention at the lowest resolution
-    norm: str = "none"                          # "group" (VQGAN) or "none" (faster on CPU)
-    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+class ImageTokenizerConfig(SpatialConfig):
+    """The spatial network and quantizer (:class:`~unitok.image.spatial.SpatialConfig`) plus the
+    layout of single-scale codes."""
+
     raster_group: str = "token"                 # single-scale layout: one group per "token" or per "row"
 
     def __post_init__(self):
-        if self.channels < 1 or not self.channel_mult or min(self.channel_mult) < 1:
-            raise ConfigError("image config: channels and every channel_mult entry must be >= 1")
-        if self.patch < 1:
-            raise ConfigError(f"image config: patch must be >= 1, got {self.patch}")
-        if self.norm not in ("group", "none"):
-            raise ConfigError(f"image config: norm must be 'group' or 'none', got {self.norm!r}")
+        super().__post_init__()
         if self.raster_group not in ("token", "row"):
             raise ConfigError(f"image config: raster_group must be 'token' or 'row', got {self.raster_group!r}")
-        if isinstance(self.quantizer, dict):
-            from ..checkpoint import config_from_dict
-
-            self.quantizer = config_from_dict(QuantizerConfig, self.quantizer, source="image config: quantizer")
-
-    @property
-    def downsample(self) -> int:
-        """Pixels per latent position along each side."""
-        return self.patch * 2 ** (len(self.channel_mult) - 1)
 
 
 class Encoder(nn.Module):
     """x: [B, 3, H, W] in [-1, 1] (H, W multiples of the stride) -> latent [B, D, H/f, W/f]."""
 
-    def __init__(self, cfg: ImageTokenizerConfig, latent_dim: int):
+    def __init__(self, cfg: SpatialConfig, latent_dim: int):
         super().__init__()
-        widths = [cfg.channels * m for m in cfg.channel_mult]
+        widths = cfg.widths
         self.patch = cfg.patch
         self.stem = nn.Conv2d(3 * cfg.patch ** 2, widths[0], 3, padding=1)
-        layers: list[nn.Module] = []
-        for i, w in enumerate(widths):
-            layers += [ResBlock(w, w, cfg.norm) for _ in range(cfg.enc_blocks)]
-            if i + 1 < len(widths):
-                layers.append(Downsample(w, widths[i + 1]))
-        layers += [ResBlock(widths[-1], widths[-1], cfg.norm) for _ in range(cfg.mid_blocks)]
-        if cfg.attention:
-            layers.append(AttnBlock(widths[-1], cfg.norm))
-        self.body = nn.Sequential(*layers)
+        self.body = nn.Sequential(*encoder_levels(cfg), *middle_layers(cfg))
         self.norm_out = norm2d(cfg.norm, widths[-1])
         self.out = nn.Conv2d(widths[-1], latent_dim, 3, padding=1)
 
@@ -95,19 +66,12 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """latent [B, D, h, w] -> x [B, 3, h*f, w*f] (about [-1, 1], unclamped)."""
 
-    def __init__(self, cfg: ImageTokenizerConfig, latent_dim: int):
+    def __init__(self, cfg: SpatialConfig, latent_dim: int):
         super().__init__()
-        widths = [cfg.channels * m for m in cfg.channel_mult]
+        widths = cfg.widths
         self.patch = cfg.patch
         self.stem = nn.Conv2d(latent_dim, widths[-1], 3, padding=1)
-        layers: list[nn.Module] = [ResBlock(widths[-1], widths[-1], cfg.norm) for _ in range(cfg.mid_blocks)]
-        if cfg.attention:
-            layers.append(AttnBlock(widths[-1], cfg.norm))
-        for i in reversed(range(len(widths))):
-            layers += [ResBlock(widths[i], widths[i], cfg.norm) for _ in range(cfg.dec_blocks)]
-            if i > 0:
-                layers.append(Upsample(widths[i], widths[i - 1]))
-        self.body = nn.Sequential(*layers)
+        self.body = nn.Sequential(*middle_layers(cfg), *decoder_levels(cfg))
         self.norm_out = norm2d(cfg.norm, widths[0])
         self.out = nn.Conv2d(widths[0], 3 * cfg.patch ** 2, 3, padding=1)
 
@@ -121,7 +85,7 @@ class Decoder(nn.Module):
 
 
 @register("image.vqgan")
-class ImageTokenizer(MediaTokenizer):
+class ImageTokenizer(SpatialCodec, MediaTokenizer):
     """Image <-> codes. See the module docstring; build with ``ImageTokenizer(cfg)`` or
     ``ImageTokenizer.from_pretrained(folder)``.
 
@@ -139,34 +103,14 @@ class ImageTokenizer(MediaTokenizer):
     def __init__(self, cfg: ImageTokenizerConfig = ImageTokenizerConfig()):
         super().__init__()
         self.cfg = cfg
-        self.quantizer = build_quantizer(cfg.quantizer)
+        self.quantizer = self.build_quantizer(cfg)
         self.encoder = Encoder(cfg, self.quantizer.dim)
         self.decoder = Decoder(cfg, self.quantizer.dim)
         self.amp = True   # bf16 autocast for the convolutions on CUDA (quantization stays fp32)
 
-    # -- properties --------------------------------------------------------------------------------
-
     @property
-    def multiscale(self) -> bool:
-        return isinstance(self.quantizer, MultiScaleQuantizer)
-
-    @property
-    def codebook_sizes(self) -> list[int]:
-        return self.quantizer.codebook_sizes
-
-    @property
-    def downsample(self) -> int:
-        return self.cfg.downsample
-
-    def grid(self, height: int, width: int) -> tuple[int, int]:
-        """Latent grid of an image of ``height x width`` pixels."""
-        f = self.downsample
-        return math.ceil(height / f), math.ceil(width / f)
-
-    def scales(self, height: int, width: int) -> list[tuple[int, int]]:
-        """Code map sizes of an image of ``height x width`` pixels, coarse to fine."""
-        h, w = self.grid(height, width)
-        return self.quantizer.schedule(h, w) if self.multiscale else [(h, w)]
+    def spatial_config(self) -> ImageTokenizerConfig:
+        return self.cfg
 
     def tokens(self, height: int, width: int) -> int:
         """Number of code tokens for an image of this size."""
@@ -177,23 +121,12 @@ class ImageTokenizer(MediaTokenizer):
 
     # -- batched API -------------------------------------------------------------------------------
 
-    def _autocast(self, device: torch.device):
-        if device.type == "cuda" and self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [B, 3, H, W] in [0, 1] -> unquantized latent [B, D, ceil(H/f), ceil(W/f)] (fp32)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise MediaError(f"image tokenizer expects RGB pixels [B, 3, H, W], got shape {tuple(x.shape)}; "
                              f"convert with Image.to_rgb()")
-        f = self.downsample
-        ph, pw = -x.shape[-2] % f, -x.shape[-1] % f
-        # replicate, not zeros: a black border would cost codes and bleed into the picture
-        return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
-
-    def encode_latent(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, 3, H, W] in [0, 1] -> unquantized latent [B, D, ceil(H/f), ceil(W/f)] (fp32)."""
-        x = self._pad(x.to(self.device, torch.float32)) * 2 - 1
+        x = self._pad_space(x.to(self.device, torch.float32)) * 2 - 1
         with self._autocast(x.device):
             return self.encoder(x).float()
 
@@ -208,23 +141,18 @@ class ImageTokenizer(MediaTokenizer):
     def forward(self, x: torch.Tensor):
         """Training pass. x: [B, 3, H, W] in [0, 1] -> (reconstruction [B, 3, H, W] in about
         [0, 1], codes, quantizer aux loss [])."""
-        z = self.encode_latent(x)
-        q, codes, aux = self.quantizer(z)
-        return self.decode_latent(q, tuple(x.shape[-2:])), codes, aux
+        q, maps, aux = self._quantize(self.encode_latent(x))
+        return self.decode_latent(q, tuple(x.shape[-2:])), self._public(maps), aux
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor):
         """x: [B, 3, H, W] float in [0, 1] -> codes (see the class docstring)."""
-        _, codes, _ = self.quantizer(self.encode_latent(x))
-        return codes
+        return self._public(self._encode_maps(self.encode_latent(x)))
 
     @torch.no_grad()
     def codes_to_latent(self, codes) -> torch.Tensor:
         """codes -> quantized latent [B, D, h, w]."""
-        if self.multiscale:
-            codes = [torch.as_tensor(c, device=self.device).long() for c in codes]
-            return self.quantizer.indices_to_codes(codes, tuple(codes[-1].shape[-2:]))
-        return self.quantizer.indices_to_codes(torch.as_tensor(codes, device=self.device).long())
+        return self._latent(self._maps(codes))
 
     @torch.no_grad()
     def decode(self, codes, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -235,11 +163,10 @@ class ImageTokenizer(MediaTokenizer):
     # -- MediaTokenizer ----------------------------------------------------------------------------
 
     def layout(self, header: dict[str, int]):
-        h, w = self.grid(header["height"], header["width"])
+        scales = self.scales(header["height"], header["width"])
         if self.multiscale:
-            scales = self.quantizer.schedule(h, w)
             return NextScale(tuple(scales), (0,) * len(scales))
-        return Raster(h, w, 1, group=self.cfg.raster_group)
+        return Raster(*scales[0], 1, group=self.cfg.raster_group)
 
     def check_header(self, header: dict[str, int]) -> None:
         super().check_header(header)
@@ -262,16 +189,13 @@ class ImageTokenizer(MediaTokenizer):
             self.check_header(header)   # what decode would refuse is not encoded either
         except TokenSequenceError as e:
             raise MediaError(f"cannot tokenize this image: {e.reason}") from None
-        rgb = item.to_rgb()
-        codes = self.encode(rgb.to_float()[None])
+        maps = self._maps(self.encode(item.to_rgb().to_float()[None]))
         if self.multiscale:
-            return header, [c[0].cpu().numpy() for c in codes]
-        return header, codes.cpu().numpy()          # [1, h, w]: Raster's (levels, h, w)
+            return header, [c[0].cpu().numpy() for c in maps]
+        return header, maps[0].cpu().numpy()        # [1, h, w]: Raster's (levels, h, w)
 
     def decode_item(self, header: dict[str, int], codes) -> Image:
-        if self.multiscale:
-            batch = [torch.as_tensor(np.asarray(c))[None] for c in codes]
-        else:
-            batch = torch.as_tensor(np.asarray(codes))            # [1, h, w]
-        x = self.decode(batch, (header["height"], header["width"]))[0]
+        # NextScale gives a list of [h_s, w_s] maps, Raster one [1, h, w] array (its level axis)
+        maps = [np.asarray(c)[None] for c in codes] if self.multiscale else [np.asarray(codes)]
+        x = self.decode(self._public(maps), (header["height"], header["width"]))[0]
         return Image((x * 255).round().to(torch.uint8).cpu().contiguous())

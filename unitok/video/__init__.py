@@ -6,13 +6,16 @@
     >>> recon = model.decode(codes, frames=T, size=(H, W))
     >>> from unitok.image import load_default as load_image
     >>> inflated = VideoTokenizer.from_image(load_image(), temporal=4)   # a 1-frame video == the image
+
+``VideoTokenizerConfig.spatial`` is the image tokenizer's ``SpatialConfig`` (2-D layers and
+quantizer, see :mod:`unitok.image.spatial`); the other fields are the temporal part.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..quantize import QuantizerConfig
+from ..image.spatial import SpatialConfig, load_bundled
 from .model import Decoder, Encoder, VideoTokenizer, VideoTokenizerConfig
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "video"
@@ -20,12 +23,7 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "video"
 
 def load_default(device: str = "cpu") -> VideoTokenizer:
     """The bundled default video tokenizer (``unitok/assets/video``)."""
-    from ..errors import ConfigError
-
-    if not (DEFAULT_DIR / "config.json").exists():
-        raise ConfigError(f"{DEFAULT_DIR}: the bundled video tokenizer is missing; reinstall unitok or train "
-                          f"one with `unitok train video --config recipes/configs/video_default.yaml`")
-    return VideoTokenizer.from_pretrained(DEFAULT_DIR, device=device)
+    return load_bundled(VideoTokenizer, DEFAULT_DIR, "video", device)
 
 
-__all__ = ["VideoTokenizer", "VideoTokenizerConfig", "QuantizerConfig", "Encoder", "Decoder", "load_default"]
+__all__ = ["VideoTokenizer", "VideoTokenizerConfig", "SpatialConfig", "Encoder", "Decoder", "load_default"]

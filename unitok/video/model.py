@@ -48,9 +48,8 @@ grows with the frame area (about 2.3x that at 1080p).
 
 from __future__ import annotations
 
-import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 
 import numpy as np
@@ -60,34 +59,21 @@ from torch import nn
 
 from ..checkpoint import register
 from ..errors import ConfigError, MediaError, TokenSequenceError
+from ..image.spatial import SpatialCodec, SpatialConfig, decoder_levels, encoder_levels, middle_layers, spatial_part
 from ..layout import FrameScale
 from ..media import DEFAULT_LIMITS, Video
 from ..modality import MediaTokenizer
-from ..nn import AttnBlock, Downsample, ResBlock, Upsample, norm2d
+from ..nn import norm2d
 from ..nn.video import DepthToTime, TemporalBlock, TimeToDepth, per_frame
-from ..quantize import MultiScaleQuantizer, QuantizerConfig, build_quantizer
 from ..space import MAX_DIM
 
 MAX_SIDE = 1 << 15   # a decoded header may not ask for larger frames than this (pixels per side)
 
-# fields a video config shares with ``ImageTokenizerConfig``: what inflation copies
-SPATIAL_FIELDS = ("channels", "channel_mult", "patch", "enc_blocks", "dec_blocks", "mid_blocks", "attention",
-                  "norm", "quantizer")
-
 
 @dataclass
 class VideoTokenizerConfig:
-    # spatial part: as ``unitok.image.ImageTokenizerConfig`` (inflation copies these)
-    channels: int = 64                          # width of the first level
-    channel_mult: tuple[int, ...] = (1, 2)      # width multiplier per level; 2x downsampling between levels
-    patch: int = 4                              # space-to-depth stem
-    enc_blocks: int = 1                         # residual blocks per encoder level
-    dec_blocks: int = 2                         # residual blocks per decoder level
-    mid_blocks: int = 1                         # residual blocks at the lowest resolution (each side)
-    attention: bool = False                     # self-attention at the lowest resolution (per frame)
-    norm: str = "none"                          # "group" or "none"
-    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
-    # temporal part
+    # the 2-D network and quantizer, as an image tokenizer's (inflation copies these)
+    spatial: SpatialConfig = field(default_factory=SpatialConfig)
     temporal: int = 4                           # frames per latent frame after the first
     temporal_kernel: int = 3                    # frames each causal temporal conv sees
     temporal_blocks: int = 1                    # temporal blocks after each level's residual blocks
@@ -95,26 +81,29 @@ class VideoTokenizerConfig:
     eof: bool = False                           # end each latent frame with <|eof|> in the layout
 
     def __post_init__(self):
-        if self.channels < 1 or not self.channel_mult or min(self.channel_mult) < 1:
-            raise ConfigError("video config: channels and every channel_mult entry must be >= 1")
-        if self.patch < 1:
-            raise ConfigError(f"video config: patch must be >= 1, got {self.patch}")
-        if self.norm not in ("group", "none"):
-            raise ConfigError(f"video config: norm must be 'group' or 'none', got {self.norm!r}")
+        if isinstance(self.spatial, dict):
+            from ..checkpoint import config_from_dict
+
+            self.spatial = config_from_dict(SpatialConfig, self.spatial, source="video config: spatial")
         if self.temporal < 1 or self.temporal_kernel < 1:
             raise ConfigError(f"video config: temporal and temporal_kernel must be >= 1, got {self.temporal} "
                               f"and {self.temporal_kernel}")
         if self.temporal_blocks < 0 or self.mid_temporal_blocks < 0:
             raise ConfigError("video config: temporal_blocks and mid_temporal_blocks must be >= 0")
-        if isinstance(self.quantizer, dict):
-            from ..checkpoint import config_from_dict
 
-            self.quantizer = config_from_dict(QuantizerConfig, self.quantizer, source="video config: quantizer")
+    @classmethod
+    def upgrade_config(cls, data: dict) -> dict:
+        """The ``config.json`` form of this config from the flat one unitok wrote before the
+        spatial part was nested (``{"channels": ..., "quantizer": ..., "temporal": ...}``)."""
+        flat = {f.name for f in fields(SpatialConfig)} & set(data)
+        if not flat or "spatial" in data:
+            return data
+        return {**{k: v for k, v in data.items() if k not in flat}, "spatial": {k: data[k] for k in flat}}
 
     @property
     def downsample(self) -> int:
         """Pixels per latent position along each side."""
-        return self.patch * 2 ** (len(self.channel_mult) - 1)
+        return self.spatial.downsample
 
 
 TEMPORAL_LAYERS = (TemporalBlock, TimeToDepth, DepthToTime)   # the layers inflation does not copy
@@ -127,6 +116,10 @@ def _apply(layers: nn.ModuleList, x: torch.Tensor, state: dict) -> torch.Tensor:
     return x
 
 
+def _temporal_blocks(cfg: VideoTokenizerConfig, width: int, n: int) -> list[nn.Module]:
+    return [TemporalBlock(width, cfg.temporal_kernel, cfg.spatial.norm) for _ in range(n)]
+
+
 def _spatial(layers: nn.ModuleList) -> list[nn.Module]:
     return [m for m in layers if not isinstance(m, TEMPORAL_LAYERS)]
 
@@ -137,23 +130,14 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: VideoTokenizerConfig, latent_dim: int):
         super().__init__()
-        widths = [cfg.channels * m for m in cfg.channel_mult]
-        self.patch = cfg.patch
-        self.stem = nn.Conv2d(3 * cfg.patch ** 2, widths[0], 3, padding=1)
-        frames: list[nn.Module] = []
-        for i, w in enumerate(widths):
-            frames += [ResBlock(w, w, cfg.norm) for _ in range(cfg.enc_blocks)]
-            frames += [TemporalBlock(w, cfg.temporal_kernel, cfg.norm) for _ in range(cfg.temporal_blocks)]
-            if i + 1 < len(widths):
-                frames.append(Downsample(w, widths[i + 1]))
-        self.frames = nn.ModuleList(frames)
+        sp = cfg.spatial
+        widths = sp.widths
+        self.patch = sp.patch
+        self.stem = nn.Conv2d(3 * sp.patch ** 2, widths[0], 3, padding=1)
+        self.frames = nn.ModuleList(encoder_levels(sp, lambda w: _temporal_blocks(cfg, w, cfg.temporal_blocks)))
         self.to_latent_frames = TimeToDepth(widths[-1], cfg.temporal)
-        mid: list[nn.Module] = [ResBlock(widths[-1], widths[-1], cfg.norm) for _ in range(cfg.mid_blocks)]
-        if cfg.attention:
-            mid.append(AttnBlock(widths[-1], cfg.norm))
-        mid += [TemporalBlock(widths[-1], cfg.temporal_kernel, cfg.norm) for _ in range(cfg.mid_temporal_blocks)]
-        self.mid = nn.ModuleList(mid)
-        self.norm_out = norm2d(cfg.norm, widths[-1])
+        self.mid = nn.ModuleList(middle_layers(sp) + _temporal_blocks(cfg, widths[-1], cfg.mid_temporal_blocks))
+        self.norm_out = norm2d(sp.norm, widths[-1])
         self.out = nn.Conv2d(widths[-1], latent_dim, 3, padding=1)
 
     def spatial_layers(self) -> list[nn.Module]:
@@ -173,25 +157,16 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: VideoTokenizerConfig, latent_dim: int):
         super().__init__()
-        widths = [cfg.channels * m for m in cfg.channel_mult]
-        self.patch = cfg.patch
+        sp = cfg.spatial
+        widths = sp.widths
+        self.patch = sp.patch
         self.stem = nn.Conv2d(latent_dim, widths[-1], 3, padding=1)
-        mid: list[nn.Module] = [TemporalBlock(widths[-1], cfg.temporal_kernel, cfg.norm)
-                                for _ in range(cfg.mid_temporal_blocks)]
-        mid += [ResBlock(widths[-1], widths[-1], cfg.norm) for _ in range(cfg.mid_blocks)]
-        if cfg.attention:
-            mid.append(AttnBlock(widths[-1], cfg.norm))
-        self.mid = nn.ModuleList(mid)
+        temporal = _temporal_blocks(cfg, widths[-1], cfg.mid_temporal_blocks)
+        self.mid = nn.ModuleList(temporal + middle_layers(sp))
         self.to_frames = DepthToTime(widths[-1], cfg.temporal)
-        frames: list[nn.Module] = []
-        for i in reversed(range(len(widths))):
-            frames += [ResBlock(widths[i], widths[i], cfg.norm) for _ in range(cfg.dec_blocks)]
-            frames += [TemporalBlock(widths[i], cfg.temporal_kernel, cfg.norm) for _ in range(cfg.temporal_blocks)]
-            if i > 0:
-                frames.append(Upsample(widths[i], widths[i - 1]))
-        self.frames = nn.ModuleList(frames)
-        self.norm_out = norm2d(cfg.norm, widths[0])
-        self.out = nn.Conv2d(widths[0], 3 * cfg.patch ** 2, 3, padding=1)
+        self.frames = nn.ModuleList(decoder_levels(sp, lambda w: _temporal_blocks(cfg, w, cfg.temporal_blocks)))
+        self.norm_out = norm2d(sp.norm, widths[0])
+        self.out = nn.Conv2d(widths[0], 3 * sp.patch ** 2, 3, padding=1)
 
     def spatial_layers(self) -> list[nn.Module]:
         """The 2-D layers in the order of the image decoder's ``body``."""
@@ -209,7 +184,7 @@ class Decoder(nn.Module):
 
 
 @register("video.causal")
-class VideoTokenizer(MediaTokenizer):
+class VideoTokenizer(SpatialCodec, MediaTokenizer):
     """Video <-> codes. See the module docstring; build with ``VideoTokenizer(cfg)``,
     ``VideoTokenizer.from_pretrained(folder)`` or ``VideoTokenizer.from_image(image_tokenizer)``.
 
@@ -227,33 +202,36 @@ class VideoTokenizer(MediaTokenizer):
     def __init__(self, cfg: VideoTokenizerConfig = VideoTokenizerConfig()):
         super().__init__()
         self.cfg = cfg
-        self.quantizer = build_quantizer(cfg.quantizer)
+        self.quantizer = self.build_quantizer(cfg.spatial)
         self.encoder = Encoder(cfg, self.quantizer.dim)
         self.decoder = Decoder(cfg, self.quantizer.dim)
-        self.multiscale = isinstance(self.quantizer, MultiScaleQuantizer)
-        self.downsample = cfg.downsample      # pixels per latent position along each side
         self.temporal = cfg.temporal          # frames per latent frame after the first
         self.amp = True   # bf16 autocast for the convolutions on CUDA (quantization stays fp32)
         self.window_pixels = 1 << 22   # frames x height x width encoded / decoded at once (long videos)
+
+    @property
+    def spatial_config(self) -> SpatialConfig:
+        return self.cfg.spatial
 
     # -- inflation ---------------------------------------------------------------------------------
 
     @classmethod
     def from_image(cls, image, **temporal) -> "VideoTokenizer":
-        """A video tokenizer inflated from an ``ImageTokenizer`` (its config, plus the temporal
-        options given as keywords, e.g. ``temporal=4``); see :meth:`inflate_from`."""
-        spatial = {name: getattr(image.cfg, name) for name in SPATIAL_FIELDS}
-        model = cls(VideoTokenizerConfig(**spatial, **temporal)).to(image.device)
+        """A video tokenizer inflated from an ``ImageTokenizer`` (its spatial config, plus the
+        temporal options given as keywords, e.g. ``temporal=4``); see :meth:`inflate_from`."""
+        model = cls(VideoTokenizerConfig(spatial=spatial_part(image.cfg), **temporal)).to(image.device)
         return model.inflate_from(image)
 
     @torch.no_grad()
     def inflate_from(self, image) -> "VideoTokenizer":
         """Copy an image tokenizer's weights into this model's 2-D layers and quantizer (the
         temporal layers keep their identity initialisation); returns ``self``."""
-        for name in SPATIAL_FIELDS:
-            if getattr(image.cfg, name) != getattr(self.cfg, name):
-                raise ConfigError(f"cannot inflate: the image tokenizer's {name} is {getattr(image.cfg, name)!r}, "
-                                  f"this video config has {getattr(self.cfg, name)!r}")
+        theirs_cfg = spatial_part(image.cfg)
+        for f in fields(SpatialConfig):
+            theirs, mine = getattr(theirs_cfg, f.name), getattr(self.cfg.spatial, f.name)
+            if theirs != mine:
+                raise ConfigError(f"cannot inflate: the image tokenizer's {f.name} is {theirs!r}, this video "
+                                  f"config has spatial.{f.name} = {mine!r}")
         pairs = [(self.quantizer, image.quantizer)]
         for mine, theirs in ((self.encoder, image.encoder), (self.decoder, image.decoder)):
             pairs += [(mine.stem, theirs.stem), (mine.norm_out, theirs.norm_out), (mine.out, theirs.out)]
@@ -264,23 +242,9 @@ class VideoTokenizer(MediaTokenizer):
 
     # -- properties --------------------------------------------------------------------------------
 
-    @property
-    def codebook_sizes(self) -> list[int]:
-        return self.quantizer.codebook_sizes
-
     def latent_frames(self, frames: int) -> int:
         """Latent frames of a video of ``frames`` frames: ``1 + ceil((frames - 1) / temporal)``."""
         return 1 + math.ceil((frames - 1) / self.temporal)
-
-    def grid(self, height: int, width: int) -> tuple[int, int]:
-        """Latent grid of frames of ``height x width`` pixels."""
-        f = self.downsample
-        return math.ceil(height / f), math.ceil(width / f)
-
-    def scales(self, height: int, width: int) -> list[tuple[int, int]]:
-        """Code map sizes per latent frame, coarse to fine."""
-        h, w = self.grid(height, width)
-        return self.quantizer.schedule(h, w) if self.multiscale else [(h, w)]
 
     def tokens(self, frames: int, height: int, width: int) -> int:
         """Code tokens of a video (``<|eof|>`` tokens included when the layout has them)."""
@@ -293,18 +257,10 @@ class VideoTokenizer(MediaTokenizer):
 
     def window(self, height: int, width: int) -> int:
         """Latent frames per encode / decode window for frames of this size."""
-        f = self.downsample
-        area = math.ceil(height / f) * math.ceil(width / f) * f * f
-        return max(1, self.window_pixels // (self.temporal * area))
+        h, w = self.grid(height, width)
+        return max(1, self.window_pixels // (self.temporal * h * w * self.downsample ** 2))
 
     # -- batched API -------------------------------------------------------------------------------
-
-    def _autocast(self, device: torch.device):
-        """bf16 autocast on CUDA (when ``amp``); elsewhere whatever the caller set (the CPU recipe
-        wraps its training pass in its own autocast, which an ``enabled=False`` here would undo)."""
-        if device.type != "cuda" or not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=torch.bfloat16)
 
     def _check(self, x: torch.Tensor) -> None:
         if x.ndim != 5 or x.shape[2] != 3:
@@ -316,13 +272,8 @@ class VideoTokenizer(MediaTokenizer):
         """Frames [B, T, 3, H, W] -> float in [-1, 1] on the model's device, padded to the stride
         in space and to whole chunks in time (``1 + r*k`` frames at the start of a stream)."""
         x = x.to(self.device)
-        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-        f, r = self.downsample, self.temporal
-        ph, pw = -x.shape[-2] % f, -x.shape[-1] % f
-        pt = -(x.shape[1] - start) % r
-        if ph or pw:
-            # replicate, not zeros: a black border would cost codes and bleed into the picture
-            x = F.pad(x.flatten(0, 1), (0, pw, 0, ph), mode="replicate").unflatten(0, x.shape[:2])
+        x = self._pad_space(x.float() / 255 if x.dtype == torch.uint8 else x.float())
+        pt = -(x.shape[1] - start) % self.temporal
         if pt:
             x = torch.cat([x, x[:, -1:].expand(-1, pt, -1, -1, -1)], 1)
         return x * 2 - 1
@@ -348,12 +299,8 @@ class VideoTokenizer(MediaTokenizer):
         """z: [B, T', D, h, w] -> (quantized [B, T', D, h, w], codes, aux loss []); every latent
         frame is quantized on its own, like an image."""
         B, T = z.shape[:2]
-        q, codes, aux = self.quantizer(z.flatten(0, 1))
-        if self.multiscale:
-            codes = [c.unflatten(0, (B, T)) for c in codes]
-        else:
-            codes = codes.unflatten(0, (B, T))
-        return q.unflatten(0, (B, T)), codes, aux
+        q, maps, aux = self._quantize(z.flatten(0, 1))
+        return q.unflatten(0, (B, T)), self._public([m.unflatten(0, (B, T)) for m in maps]), aux
 
     def forward(self, x: torch.Tensor):
         """Training pass. x: [B, T, 3, H, W] in [0, 1] -> (reconstruction [B, T, 3, H, W] in
@@ -361,6 +308,11 @@ class VideoTokenizer(MediaTokenizer):
         q, codes, aux = self.quantize(self.encode_latent(x))
         y = self.decode_latent(q)
         return y[:, :x.shape[1], :, :x.shape[-2], :x.shape[-1]], codes, aux
+
+    def _encode_frames(self, x: torch.Tensor, state: dict) -> list[torch.Tensor]:
+        """x: [B, t, 3, H, W] -> maps of its latent frames, [B, t', h_s, w_s] each."""
+        z = self.encode_latent(x, state)
+        return [m.unflatten(0, z.shape[:2]) for m in self._encode_maps(z.flatten(0, 1))]
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor):
@@ -373,33 +325,25 @@ class VideoTokenizer(MediaTokenizer):
         out = []
         start, stop = 0, min(T, 1 + n)
         while start < T:
-            out.append(self.quantize(self.encode_latent(x[:, start:stop], state))[1])
+            out.append(self._encode_frames(x[:, start:stop], state))
             start, stop = stop, min(T, stop + n)
-        if self.multiscale:
-            return [torch.cat(parts, 1) for parts in zip(*out)]
-        return torch.cat(out, 1)
+        return self._public([torch.cat(parts, 1) for parts in zip(*out)])
 
     @torch.no_grad()
     def codes_to_latent(self, codes) -> torch.Tensor:
         """codes -> quantized latent [B, T', D, h, w]."""
-        if self.multiscale:
-            codes = [torch.as_tensor(c, device=self.device).long() for c in codes]
-            B, T = codes[-1].shape[:2]
-            flat = [c.flatten(0, 1) for c in codes]
-            q = self.quantizer.indices_to_codes(flat, tuple(codes[-1].shape[-2:]))
-        else:
-            codes = torch.as_tensor(codes, device=self.device).long()
-            B, T = codes.shape[:2]
-            q = self.quantizer.indices_to_codes(codes.flatten(0, 1))
-        return q.unflatten(0, (B, T))
+        return self._maps_to_latent(self._maps(codes))
 
-    def _slice(self, codes, a: int, b: int):
-        return [c[:, a:b] for c in codes] if self.multiscale else codes[:, a:b]
+    def _maps_to_latent(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """maps of latent frames ([B, T', h_s, w_s] each) -> quantized latent [B, T', D, h, w]."""
+        B, T = maps[-1].shape[:2]
+        return self._latent([m.flatten(0, 1) for m in maps]).unflatten(0, (B, T))
 
     @torch.no_grad()
     def _decode_windows(self, codes, frames: int | None, size: tuple[int, int] | None):
         """Yield decoded windows [B, t, 3, H, W] (clamped, cropped), consecutive in time."""
-        full = codes[-1] if self.multiscale else torch.as_tensor(codes)
+        maps = self._maps(codes)
+        full = maps[-1]
         T_lat = full.shape[1]
         f = self.downsample
         H, W = size if size is not None else (full.shape[-2] * f, full.shape[-1] * f)
@@ -408,7 +352,7 @@ class VideoTokenizer(MediaTokenizer):
         state: dict = {}
         done = 0
         for a in range(0, T_lat, n):
-            x = self.decode_latent(self.codes_to_latent(self._slice(codes, a, a + n)), state)
+            x = self.decode_latent(self._maps_to_latent([m[:, a:a + n] for m in maps]), state)
             x = x[:, :max(0, total - done), :, :H, :W].clamp(0, 1)
             done += x.shape[1]
             if x.shape[1]:
@@ -469,8 +413,7 @@ class VideoTokenizer(MediaTokenizer):
             self.check_header(header)   # what decode would refuse is not encoded either
         except TokenSequenceError as e:
             raise MediaError(str(e).replace("video header asks for", "the video has")) from None
-        codes = self.encode(item.frames[None])
-        per_scale = [c[0].cpu().numpy() for c in codes] if self.multiscale else [codes[0].cpu().numpy()]
+        per_scale = [c[0].cpu().numpy() for c in self._maps(self.encode(item.frames[None]))]
         return header, [[s[t] for s in per_scale] for t in range(per_scale[0].shape[0])]
 
     def decode_item(self, header: dict[str, int], codes) -> Video:
@@ -478,7 +421,7 @@ class VideoTokenizer(MediaTokenizer):
         count and frame rate (decoded window by window into a uint8 buffer)."""
         per_scale = [torch.as_tensor(np.stack([np.asarray(frame[s]) for frame in codes]))[None]
                      for s in range(len(codes[0]))]
-        batch = per_scale if self.multiscale else per_scale[0]
+        batch = self._public(per_scale)
         T, H, W = header["frames"], header["height"], header["width"]
         out = torch.empty(T, 3, H, W, dtype=torch.uint8)
         t = 0
