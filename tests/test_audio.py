@@ -20,7 +20,7 @@ from unitok.checkpoint import load_pretrained
 from unitok.layout import PAD, CodecDepth, Delay
 from unitok.metrics import MelSpectrograms, mel_distance, si_sdr
 from unitok.nn.audio_losses import stft_loss
-from unitok.quantize import ResidualQuantizer, ResidualQuantizerConfig
+from unitok.quantize import ResidualQuantizer, ResidualQuantizerConfig, RFSQConfig, RVQConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def tiny_model(**kw) -> AudioTokenizer:
     """8 kHz, hop 16, 4 levels of 16 codes; random (not k-means) codebooks so codes vary."""
     torch.manual_seed(0)
-    q = kw.pop("quantizer", ResidualQuantizerConfig(kind="rvq", levels=4, dim=8, codebook_size=16, kmeans_init=False))
+    q = kw.pop("quantizer", RVQConfig(levels=4, dim=8, codebook_size=16, kmeans_init=False))
     cfg = AudioTokenizerConfig(sample_rate=8000, channels=4, ratios=(4, 4), res_units=1, kernel=5,
                                lstm=kw.pop("lstm", 1), quantizer=q, **kw)
     return AudioTokenizer(cfg).eval()
@@ -162,7 +162,7 @@ def test_every_bitrate_decodes(text, levels):
 
 
 def test_bitrates_of_a_24khz_model():
-    cfg = AudioTokenizerConfig(channels=2, lstm=0, quantizer=ResidualQuantizerConfig(levels=8, dim=8, codebook_size=1024))
+    cfg = AudioTokenizerConfig(channels=2, lstm=0, quantizer=RVQConfig(levels=8, dim=8, codebook_size=1024))
     model = AudioTokenizer(cfg)
     assert model.frame_rate == 75
     assert {k: model.bitrates[k] for k in (2, 4, 8)} == {2: 1.5, 4: 3.0, 8: 6.0}
@@ -288,8 +288,9 @@ def test_non_causal_model(encoder, decoder):
 @pytest.mark.parametrize("kind", ["rvq", "rfsq"])
 def test_residual_quantizer(kind):
     torch.manual_seed(0)
-    q = ResidualQuantizer(ResidualQuantizerConfig(kind=kind, levels=4, dim=8, codebook_size=32, dropout=1.0,
-                                                  fsq_levels=(3, 3, 3)))
+    cfg = (RVQConfig(levels=4, dim=8, codebook_size=32, dropout=1.0) if kind == "rvq"
+           else RFSQConfig(levels=4, dim=8, dropout=1.0, fsq_levels=(3, 3, 3)))
+    q = ResidualQuantizer(cfg)
     z = torch.randn(16, 8, 12)
     q.train()
     quantized, codes, aux = q(z)
@@ -341,8 +342,7 @@ def test_parts_that_do_not_match_the_config_are_refused():
     with pytest.raises(ConfigError, match="decoder has .*dim"):
         AudioTokenizer(cfg, decoder=ISTFTDecoder(12, hop=16, n_fft=64, width=8, layers=1))
     with pytest.raises(ConfigError, match="quantizer has 2 levels"):
-        AudioTokenizer(cfg, quantizer=ResidualQuantizer(ResidualQuantizerConfig(kind="rvq", levels=2, dim=8,
-                                                                                codebook_size=16)))
+        AudioTokenizer(cfg, quantizer=ResidualQuantizer(RVQConfig(levels=2, dim=8, codebook_size=16)))
 
 
 def test_config_errors_name_the_field():
@@ -351,9 +351,12 @@ def test_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="sample_rate"):
         AudioTokenizerConfig(sample_rate=10)
     with pytest.raises(ConfigError, match="kind"):
-        ResidualQuantizerConfig(kind="fsq")
+        ResidualQuantizerConfig(kind="fsq")              # the flat form older unitok took
     with pytest.raises(ConfigError, match="min_levels"):
-        ResidualQuantizerConfig(levels=2, min_levels=3)
+        RVQConfig(levels=2, min_levels=3)
+    with pytest.raises(ConfigError, match="must be residual"):
+        AudioTokenizerConfig(quantizer={"kind": "fsq", "levels": [5, 5]})
+    assert ResidualQuantizerConfig(kind="rfsq", levels=2, fsq_levels=(3, 3)) == RFSQConfig(levels=2, fsq_levels=(3, 3))
     with pytest.raises(ConfigError, match="decoder must be"):
         AudioTokenizerConfig(decoder="hifigan")
     with pytest.raises(ConfigError, match="n_fft"):

@@ -231,7 +231,7 @@ def test_windowed_encode_and_decode_equal_one_shot():
 
 def test_video_with_audio(text, model):
     from unitok.audio import AudioTokenizer, AudioTokenizerConfig
-    from unitok.quantize import ResidualQuantizerConfig
+    from unitok.quantize import RVQConfig
 
     sound = Audio.from_array(torch.rand(1, 8000) - 0.5, 8000)
     video = Video(clip(5, 8, 8), 25, audio=sound)
@@ -241,7 +241,7 @@ def test_video_with_audio(text, model):
     assert len(parts) == 1 and isinstance(parts[0], Video) and parts[0].audio is None
     # with one: the sound track is its own audio segment right after the video
     torch.manual_seed(0)
-    q = ResidualQuantizerConfig(kind="rvq", levels=2, dim=8, codebook_size=16, kmeans_init=False)
+    q = RVQConfig(levels=2, dim=8, codebook_size=16, kmeans_init=False)
     audio = AudioTokenizer(AudioTokenizerConfig(sample_rate=8000, channels=4, ratios=(4, 4), kernel=5, lstm=0,
                                                 quantizer=q)).eval()
     tok = UniTokenizer(text, {"video": model, "audio": audio})

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..quantize import ResidualQuantizerConfig
+from ..quantize import RFSQConfig, RVQConfig
 from .config import AudioTokenizerConfig
 from .model import AudioTokenizer
 from .parts import AudioDecoder, AudioEncoder, Parts, build_parts
@@ -49,7 +49,8 @@ __all__ = [
     "AudioTokenizerConfig",
     "ISTFTDecoder",
     "Parts",
-    "ResidualQuantizerConfig",
+    "RFSQConfig",
+    "RVQConfig",
     "SEANetDecoder",
     "SEANetEncoder",
     "STFTEncoder",

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from ..quantize import ResidualQuantizerConfig
+from ..quantize import RFSQConfig, RVQConfig, quantizer_config
 
 MIN_RATE, MAX_RATE = 1000, 384_000  # accepted input sample rates (as MediaLimits)
 LAYOUTS = ("codec_depth", "delay")
@@ -31,7 +31,7 @@ class AudioTokenizerConfig:
     kernel: int = 7                             # first and last convs (istft: its first conv)
     lstm: int = 1                               # LSTM layers at the bottleneck (0: none)
     causal: bool = True                         # causal convs: streaming and exact chunking
-    quantizer: ResidualQuantizerConfig = field(default_factory=ResidualQuantizerConfig)
+    quantizer: RVQConfig | RFSQConfig = field(default_factory=RVQConfig)   # ``unitok.quantize.residual``
     layout: str = "codec_depth"                 # "codec_depth" (next-codec) or "delay" (MusicGen)
     encoder: str = "seanet"                     # "seanet" (strided convs) or "stft" (log spectra + ConvNeXt)
     encoder_dim: int = 256                      # stft: width of the ConvNeXt blocks over frames
@@ -43,10 +43,10 @@ class AudioTokenizerConfig:
     decoder_phase: str = "absolute"             # istft: predict each frame's phase, or its "increment"
 
     def __post_init__(self):
-        if isinstance(self.quantizer, dict):
-            from ..checkpoint import config_from_dict
-
-            self.quantizer = config_from_dict(ResidualQuantizerConfig, self.quantizer, source="audio config: quantizer")
+        self.quantizer = quantizer_config(self.quantizer, source="audio config: quantizer")
+        if not isinstance(self.quantizer, (RVQConfig, RFSQConfig)):
+            raise ConfigError(f"audio config: the quantizer must be residual (kind 'rvq' or 'rfsq'), got "
+                              f"{self.quantizer.kind!r}")
         if not MIN_RATE <= self.sample_rate <= MAX_RATE:
             raise ConfigError(f"audio config: sample_rate must be in {MIN_RATE}..{MAX_RATE} Hz, got {self.sample_rate}")
         if self.channels < 1 or not self.ratios or min(self.ratios) < 1:

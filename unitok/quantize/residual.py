@@ -21,7 +21,7 @@ from einops import rearrange
 
 from ..checkpoint import training_only
 from ..errors import ConfigError
-from .base import BaseQuantizerConfig, Quantizer, fp32, kind_field, register_kind
+from .base import FLAT_RESIDUAL_KEYS, BaseQuantizerConfig, Quantizer, fp32, kind_field, quantizer_config, register_kind
 
 
 @dataclass
@@ -79,43 +79,20 @@ class RFSQConfig(_ResidualConfig):
 RESIDUAL_KINDS = ("rvq", "rfsq")
 
 
-@dataclass
-class ResidualQuantizerConfig:
-    """The flat config of both residual kinds, as unitok had it before each kind had its own
-    (``kind`` picks the options that apply); :meth:`upgrade` gives the kind's config. Kept while
-    the audio tokenizer's config still holds one; new code uses :class:`RVQConfig` or
-    :class:`RFSQConfig`."""
-
-    kind: str = "rvq"                           # "rvq" | "rfsq"
-    levels: int = 8
-    dim: int = 128
-    codebook_size: int = 1024                   # rvq
-    ema_decay: float = training_only(0.99)
-    kmeans_init: bool = training_only(True)
-    dead_code_threshold: float = training_only(2.0)
-    commitment_weight: float = training_only(1.0)
-    fsq_levels: tuple[int, ...] = (4, 4, 4, 4, 4)   # rfsq
-    dropout: float = training_only(0.5)
-    min_levels: int = training_only(1)
-
-    def __post_init__(self):
-        if self.kind not in RESIDUAL_KINDS:
-            raise ConfigError(f"quantizer kind {self.kind!r} is unknown for residual quantization; use one of "
-                              f"{RESIDUAL_KINDS}")
-        self.upgrade()      # validates
-
-    def upgrade(self) -> RVQConfig | RFSQConfig:
-        common = {"levels": self.levels, "dim": self.dim, "dropout": self.dropout, "min_levels": self.min_levels}
-        if self.kind == "rfsq":
-            return RFSQConfig(**common, fsq_levels=tuple(self.fsq_levels))
-        return RVQConfig(**common, codebook_size=self.codebook_size, ema_decay=self.ema_decay,
-                         kmeans_init=self.kmeans_init, dead_code_threshold=self.dead_code_threshold,
-                         commitment_weight=self.commitment_weight)
-
-    @property
-    def size(self) -> int:
-        """Entries of each level's codebook."""
-        return self.upgrade().size
+def ResidualQuantizerConfig(**flat) -> RVQConfig | RFSQConfig:   # noqa: N802 (the name of the old class)
+    """The config of the flat keyword form older unitok took for both residual kinds, e.g.
+    ``ResidualQuantizerConfig(kind="rvq", levels=8, codebook_size=1024)`` -> ``RVQConfig(...)``.
+    Kept so that code written then still runs; new code builds :class:`RVQConfig` or
+    :class:`RFSQConfig` directly."""
+    unknown = set(flat) - FLAT_RESIDUAL_KEYS
+    if unknown:
+        raise ConfigError(f"unknown ResidualQuantizerConfig option(s) {sorted(unknown)}; valid options: "
+                          f"{sorted(FLAT_RESIDUAL_KEYS)}")
+    kind = flat.get("kind", "rvq")
+    if kind not in RESIDUAL_KINDS:
+        raise ConfigError(f"quantizer kind {kind!r} is unknown for residual quantization; use one of {RESIDUAL_KINDS}")
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
+    return quantizer_config({"kind": kind, **data}, source="ResidualQuantizerConfig")
 
 
 @register_kind("rfsq", RFSQConfig)
@@ -133,10 +110,8 @@ class ResidualQuantizer(Quantizer):
       ``n <= K`` works (a lower bitrate).
     """
 
-    def __init__(self, cfg: RVQConfig | RFSQConfig | ResidualQuantizerConfig):
+    def __init__(self, cfg: RVQConfig | RFSQConfig):
         super().__init__()
-        if isinstance(cfg, ResidualQuantizerConfig):
-            cfg = cfg.upgrade()
         self.cfg = cfg
         self.dim = cfg.dim
         self.levels = cfg.levels
