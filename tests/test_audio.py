@@ -186,7 +186,7 @@ def test_delay_layout(text):
     assert tok.decode(seq)[0].num_samples == 160
     plain = tiny_model()
     assert isinstance(plain.layout(header), CodecDepth)
-    assert plain.fingerprint() != model.fingerprint()            # the layout is part of the token format
+    assert plain.fingerprint != model.fingerprint            # the layout is part of the token format
 
 
 # -- long audio and streaming ---------------------------------------------------------------------
@@ -378,7 +378,7 @@ def test_encode_item_rejects_non_audio(model):
 def test_save_load(tmp_path, text, model):
     model.save_pretrained(tmp_path / "a")
     loaded = load_pretrained(tmp_path / "a")
-    assert isinstance(loaded, AudioTokenizer) and loaded.fingerprint() == model.fingerprint()
+    assert isinstance(loaded, AudioTokenizer) and loaded.fingerprint == model.fingerprint
     wav = noise(1, 999)[:, None]
     assert torch.equal(loaded.encode(wav), model.encode(wav))
     model.save_pretrained(tmp_path / "h", dtype=torch.float16)   # how the bundled default is stored
@@ -493,7 +493,7 @@ def test_tiny_recipe_loss_falls_and_resumes(tmp_path):
     assert "resumed from" in (out / "log.txt").read_text()
     assert recipe.main(["--config", str(ROOT / "recipes" / "configs" / "audio_tiny.yaml"), "--out-dir", str(out),
                         "--export", str(tmp_path / "exported")]) == 0
-    assert AudioTokenizer.from_pretrained(tmp_path / "exported").fingerprint() != ""
+    assert AudioTokenizer.from_pretrained(tmp_path / "exported").fingerprint != ""
 
 
 def test_warm_start_copies_matching_weights(tmp_path):

@@ -16,7 +16,7 @@ def test_round_trip(tmp_path):
     model.save_pretrained(tmp_path / "ck")
     again = load_pretrained(tmp_path / "ck")
     assert isinstance(again, ToyImage) and again.cfg == model.cfg
-    assert again.fingerprint() == model.fingerprint()
+    assert again.fingerprint == model.fingerprint
     data = json.loads((tmp_path / "ck" / "config.json").read_text())
     assert data["type"] == "testing.toy_image" and data["config"]["levels"] == 8
 

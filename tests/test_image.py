@@ -214,7 +214,7 @@ def test_save_load(tmp_path, text):
     assert cfg["type"] == "image.vqgan" and cfg["config"]["quantizer"]["scales"] == [2, 1]
     assert cfg["config"]["quantizer"]["quantizer"]["kind"] == "vq"               # the new form is written
     loaded = load_pretrained(tmp_path / "img")
-    assert isinstance(loaded, ImageTokenizer) and loaded.fingerprint() == m.fingerprint()
+    assert isinstance(loaded, ImageTokenizer) and loaded.fingerprint == m.fingerprint
     x = torch.rand(1, 3, 19, 23)
     assert all(torch.equal(a, b) for a, b in zip(m.encode(x), loaded.encode(x)))
     # a whole suite with the image tokenizer in it

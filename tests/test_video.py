@@ -316,7 +316,7 @@ def test_save_load(tmp_path, text, model):
     assert cfg["type"] == "video.causal" and cfg["config"]["temporal"] == 4
     assert cfg["config"]["spatial"]["quantizer"]["kind"] == "multiscale"        # the new form is written
     loaded = load_pretrained(tmp_path / "vid")
-    assert isinstance(loaded, VideoTokenizer) and loaded.fingerprint() == model.fingerprint()
+    assert isinstance(loaded, VideoTokenizer) and loaded.fingerprint == model.fingerprint
     x = clip(6, 10, 12)[None]
     assert all(torch.equal(a, b) for a, b in zip(model.encode(x), loaded.encode(x)))
     # a suite with a video tokenizer in it; fp16 export still loads

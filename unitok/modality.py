@@ -77,12 +77,5 @@ class MediaTokenizer(Pretrained, nn.Module):
         ``TextTokenizer.fingerprint``, an attribute; computed on access (the weights may change)."""
         content = {"type": self.checkpoint_type, "config": id_config(self.cfg),
                    "weights": state_fingerprint(self.state_dict())}
-        return _Fingerprint(hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"))
-                                           .encode()).hexdigest())
+        return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
-
-class _Fingerprint(str):
-    """TEMPORARY while the modality packages move to the attribute: ``fingerprint()`` still works."""
-
-    def __call__(self) -> str:
-        return str(self)
