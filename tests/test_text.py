@@ -484,10 +484,10 @@ def test_unsupported_hf_files_are_config_errors(trained, tmp_path):
     with pytest.raises(ConfigError, match="wp.json.*WordPiece"):
         TextTokenizer.from_hf_tokenizer_json(tmp_path / "wp.json")
 
-    normalized = dict(data, normalizer={"type": "NFC"})
-    (tmp_path / "nfc.json").write_text(json.dumps(normalized))
+    normalized = dict(data, normalizer={"type": "BertNormalizer", "lowercase": True})
+    (tmp_path / "bert.json").write_text(json.dumps(normalized))
     with pytest.raises(ConfigError, match="normalizer"):
-        TextTokenizer.from_hf_tokenizer_json(tmp_path / "nfc.json")
+        TextTokenizer.from_hf_tokenizer_json(tmp_path / "bert.json")
 
     (tmp_path / "cut.json").write_text(hf_json.read_text()[:5000])
     with pytest.raises(ConfigError, match="cut.json"):

@@ -9,12 +9,16 @@ Lossless. Every byte string round-trips: valid UTF-8 runs go through the regex s
 invalid bytes go through BPE as one raw piece each run (every single byte is a token, checked at
 construction). A ``str`` holding lone surrogates from ``bytes.decode("utf-8", "surrogateescape")``
 is turned back into those bytes, so ``decode`` (which decodes with ``surrogateescape``) returns it.
+The exception is a vocabulary with a normalizer (some HF files): it round-trips the normalized text.
+
+Foreign vocabularies may also need what tiktoken's core lacks: a normalizer, several regex splits
+applied one after another (DeepSeek-V3), or HF's ``ignore_merges=false`` (a pre-token that is a
+token but that no merge builds is split by BPE rather than looked up whole). Those run in Python
+around the core; vocabularies without them take the core's fast path unchanged.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import codecs
 import hashlib
 import itertools
@@ -28,12 +32,16 @@ from threading import Lock
 from typing import Any
 
 import numpy as np
+import regex
 import tiktoken
 
 from unitok.checkpoint import register
 from unitok.errors import ConfigError, TokenSequenceError
 
-from .patterns import DEFAULT_PATTERN
+from .merges import merge_plan
+from .normalize import Normalizer, parse_normalizer
+from .patterns import DEFAULT_PATTERN, split_isolated
+from .rankfile import _parse_rank_file, format_rank_file, read_rank_file
 
 __all__ = ["TextTokenizer", "format_rank_file", "read_rank_file"]
 
@@ -41,7 +49,7 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.tiktoken"
 ID_MAP_FILE = "ids.txt"
 CONFIG_TYPE = "text.bpe"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a normalizer, pre-splits or ignore_merges=false (written only when used)
 
 # Runs of escaped bytes that ``bytes.decode("utf-8", "surrogateescape")`` produces.
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
@@ -95,55 +103,6 @@ def _executor(num_threads: int) -> ThreadPoolExecutor:
         return pool
 
 
-# ------------------------------------------------------------------------------------------------
-# rank files
-
-
-def format_rank_file(ranks: Mapping[bytes, int]) -> bytes:
-    """tiktoken rank-file text: ``base64(token) rank`` per line, in rank order."""
-    lines = [
-        base64.b64encode(token) + b" " + str(rank).encode()
-        for token, rank in sorted(ranks.items(), key=lambda kv: kv[1])
-    ]
-    return b"\n".join(lines) + b"\n"
-
-
-def read_rank_file(path: str | os.PathLike) -> dict[bytes, int]:
-    """Read a tiktoken rank file. Raises ConfigError naming the file and line on any defect."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: rank file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read rank file ({exc})") from None
-    return _parse_rank_file(data, str(path))
-
-
-def _parse_rank_file(data: bytes, name: str) -> dict[bytes, int]:
-    ranks: dict[bytes, int] = {}
-    for lineno, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        try:
-            if len(parts) != 2:
-                raise ValueError("expected two fields")
-            token = base64.b64decode(parts[0], validate=True)
-            rank = int(parts[1])
-        except (ValueError, binascii.Error):
-            raise ConfigError(
-                f"{name}, line {lineno}: not a tiktoken rank line ('<base64 token> <rank>'); "
-                "the file is corrupt or not a tiktoken vocabulary"
-            ) from None
-        if token in ranks:
-            raise ConfigError(f"{name}, line {lineno}: token {token!r} appears twice")
-        ranks[token] = rank
-    if not ranks:
-        raise ConfigError(f"{name}: rank file is empty")
-    return ranks
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -168,6 +127,13 @@ class TextTokenizer:
         name: a label for messages and ``config()``; not part of the fingerprint.
         rank_to_id: optional ``[n_ranks]`` int array mapping rank -> id when ids are not ranks
             (ranks must then be ``0..n_ranks-1``).
+        normalizer: normalization steps applied to text before splitting, in HF's JSON form
+            (see ``unitok.text.normalize``); None for none.
+        splits: regexes applied one after another before ``pattern``, each splitting every piece
+            into its matches and the runs between them (HF's ``Split(behavior="Isolated")``).
+        ignore_merges: True (tiktoken's behaviour): a pre-token that is itself a token is emitted
+            whole. False (HF's default): it is split by the merges like any other pre-token,
+            which differs for the tokens that no merge builds.
     """
 
     def __init__(
@@ -178,6 +144,9 @@ class TextTokenizer:
         *,
         name: str = "unitok-text",
         rank_to_id: Sequence[int] | np.ndarray | None = None,
+        normalizer: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
+        splits: Sequence[str] = (),
+        ignore_merges: bool = True,
     ):
         ranks = dict(mergeable_ranks)
         specials = dict(special_tokens or {})
@@ -242,7 +211,23 @@ class TextTokenizer:
         except ValueError as exc:  # tiktoken reports a bad regex as ValueError
             raise ConfigError(f"vocabulary {name!r}: pattern is not a valid regex ({exc})") from None
         self._core = self._encoding._core_bpe
+        self._core_specials = core_specials
         self._all_specials = frozenset(specials)
+
+        self.normalizer = Normalizer(parse_normalizer(normalizer, f"vocabulary {name!r}"))
+        self.splits = tuple(splits)
+        try:
+            self._split_res = [regex.compile(s) for s in self.splits]
+        except regex.error as exc:
+            raise ConfigError(f"vocabulary {name!r}: a split is not a valid regex ({exc})") from None
+        self.ignore_merges = bool(ignore_merges)
+        # internal id of a token no merge builds -> the internal ids BPE makes of its bytes
+        self._expand: dict[int, list[int]] = {}
+        if not self.ignore_merges:
+            _, unreachable = merge_plan(ranks)
+            for token, parts in unreachable.items():
+                self._expand[ranks[token]] = [ranks[p] for p in parts]
+        self._plain = not (self.normalizer or self._split_res or self._expand)
         self._fingerprint: str | None = None
         self._config: dict[str, Any] | None = None
 
@@ -296,6 +281,8 @@ class TextTokenizer:
         """
         if allowed_special:
             return self._encode_allowed(text, self._allowed(allowed_special))
+        if not self._plain:
+            return self._encode_general(text, None)
         if type(text) is str:
             try:
                 ids = self._core.encode_ordinary(text)
@@ -312,6 +299,8 @@ class TextTokenizer:
         return ids
 
     def _encode_allowed(self, text: str | bytes, allowed: frozenset[str]) -> list[int]:
+        if not self._plain:
+            return self._encode_general(text, allowed)
         if isinstance(text, str):
             try:
                 ids = self._core.encode(text, allowed)
@@ -330,14 +319,17 @@ class TextTokenizer:
 
     def _encode_raw(self, data: bytes, allowed: frozenset[str] | None) -> list[int]:
         """Encode bytes that may not be UTF-8: valid runs via the regex, invalid runs as pieces."""
+        return self._ids_from_ranks(self._encode_raw_internal(data, allowed))
+
+    def _encode_raw_internal(self, data: bytes, allowed: frozenset[str] | None) -> list[int]:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             pass
         else:
             if allowed:
-                return self._ids_from_ranks(self._core.encode(text, allowed))
-            return self._ids_from_ranks(self._core.encode_ordinary(text))
+                return self._core.encode(text, allowed)
+            return self._core.encode_ordinary(text)
         text = data.decode("utf-8", "surrogateescape")
         out: list[int] = []
         pos = 0
@@ -351,7 +343,49 @@ class TextTokenizer:
         if pos < len(text):
             chunk = text[pos:]
             out += core.encode(chunk, allowed) if allowed else core.encode_ordinary(chunk)
-        return self._ids_from_ranks(out)
+        return out
+
+    def _encode_general(self, text: str | bytes, allowed: frozenset[str] | None) -> list[int]:
+        """The path for a normalizer, pre-splits or ignore_merges=false: allowed special tokens
+        are cut out first (HF matches them on the raw text), every stretch between them is
+        normalized, split and encoded on its own."""
+        if isinstance(text, (bytes, bytearray, memoryview)):
+            text = bytes(text).decode("utf-8", "surrogateescape")
+        elif not isinstance(text, str):
+            raise TypeError(f"encode expects str or bytes, got {type(text).__name__}")
+        internal: list[int] = []
+        pos = 0
+        if allowed:
+            # Longest first, so a special token that starts another one does not cut it short.
+            alternatives = sorted(allowed, key=len, reverse=True)
+            for m in re.finditer("|".join(map(re.escape, alternatives)), text):
+                internal += self._encode_stretch(text[pos : m.start()])
+                internal.append(self._core_specials[m.group()])
+                pos = m.end()
+        internal += self._encode_stretch(text[pos:])
+        if self._expand and not self._expand.keys().isdisjoint(internal):
+            expanded: list[int] = []
+            for i in internal:
+                parts = self._expand.get(i)
+                if parts is None:
+                    expanded.append(i)
+                else:
+                    expanded += parts
+            internal = expanded
+        return self._ids_from_ranks(internal)
+
+    def _encode_stretch(self, text: str) -> list[int]:
+        if not text:
+            return []
+        if self.normalizer:
+            text = self.normalizer(text)
+        out: list[int] = []
+        for piece in split_isolated(text, self._split_res) if self._split_res else (text,):
+            try:
+                out += self._core.encode_ordinary(piece)
+            except UnicodeEncodeError:  # lone surrogates: the lossless bytes path
+                out += self._encode_raw_internal(piece.encode("utf-8", _SURROGATE_ERRORS), None)
+        return out
 
     def encode_batch(
         self,
@@ -449,7 +483,7 @@ class TextTokenizer:
             id_map = self._id_map_file()
             self._config = {
                 "type": CONFIG_TYPE,
-                "format_version": FORMAT_VERSION,
+                "format_version": 1,
                 "kind": "byte_level_bpe",
                 "name": self.name,
                 "pattern": self.pattern,
@@ -461,11 +495,22 @@ class TextTokenizer:
                 "id_map_file": None if id_map is None else ID_MAP_FILE,
                 "id_map_sha256": None if id_map is None else _sha256(id_map),
             }
+            # Written only when used, so vocabularies without them keep their config and
+            # fingerprint; their presence makes the file format 2 (older readers refuse it).
+            extras = {
+                "normalizer": self.normalizer.steps or None,
+                "splits": list(self.splits) or None,
+                "ignore_merges": None if self.ignore_merges else False,
+            }
+            extras = {k: v for k, v in extras.items() if v is not None}
+            if extras:
+                self._config.update(extras, format_version=FORMAT_VERSION)
         return json.loads(json.dumps(self._config))
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of everything that decides ids: pattern, ranks, id map, special tokens."""
+        """sha256 of everything that decides ids: pattern, ranks, id map, special tokens, and
+        the normalizer, pre-splits and ``ignore_merges=false`` of vocabularies that have them."""
         if self._fingerprint is None:
             cfg = self.config()
             for key in ("name", "vocab_file", "id_map_file", "format_version"):
@@ -552,12 +597,20 @@ class TextTokenizer:
         specials = cfg.get("special_tokens") or {}
         if not isinstance(specials, dict) or not all(isinstance(v, int) for v in specials.values()):
             raise ConfigError(f"{cfg_path}: \"special_tokens\" must map strings to integer ids")
+        splits = cfg.get("splits") or []
+        if not isinstance(splits, list) or not all(isinstance(s, str) for s in splits):
+            raise ConfigError(f"{cfg_path}: \"splits\" must be a list of regex strings")
+        if not isinstance(cfg.get("ignore_merges", True), bool):
+            raise ConfigError(f"{cfg_path}: \"ignore_merges\" must be true or false")
         tok = cls(
             ranks,
             cfg["pattern"],
             specials,
             name=cfg.get("name", directory.name),
             rank_to_id=rank_to_id,
+            normalizer=cfg.get("normalizer"),
+            splits=splits,
+            ignore_merges=cfg.get("ignore_merges", True),
         )
         if tok.n_vocab != cfg["n_vocab"]:
             raise ConfigError(
@@ -583,7 +636,10 @@ class TextTokenizer:
 
     @classmethod
     def from_hf_tokenizer_json(cls, path: str | os.PathLike) -> TextTokenizer:
-        """Load an HF ``tokenizer.json`` holding a byte-level BPE model (GPT-2 / Llama-3 style)."""
+        """Load an HF ``tokenizer.json`` holding a byte-level BPE model (GPT-2, Llama-3, Qwen,
+        DeepSeek-V3 style): its ``ignore_merges`` flag, a normalizer (Unicode forms, Lowercase,
+        Replace, Prepend, Strip) and successive Split pre-tokenizers are reproduced; ids equal
+        HF ``tokenizers``' own. What cannot be reproduced exactly raises ``ConfigError``."""
         from .formats import load_hf_tokenizer_json
 
         return load_hf_tokenizer_json(cls, path)

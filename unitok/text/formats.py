@@ -12,9 +12,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import regex
+
 from unitok.errors import ConfigError
 
-from .patterns import GPT2_PATTERN
+from .merges import check_hf_merges, recover_merges
+from .normalize import parse_normalizer
+from .patterns import GPT2_PATTERN, covers_all_text, keep_unmatched
 
 if TYPE_CHECKING:
     from .bpe import TextTokenizer
@@ -76,46 +80,51 @@ def _load_json(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: unreadable or not JSON ({exc}); is it a complete {what}?") from None
 
 
-def _hf_pattern(pre: Any, path: Path) -> str:
-    """The split regex of a byte-level pre-tokenizer, or ConfigError if we cannot reproduce it."""
+def _hf_splits(pre: Any, path: Path) -> tuple[list[str], str]:
+    """``(splits, pattern)`` of a byte-level pre-tokenizer: the regexes applied one after another
+    before the last, and the last one (tiktoken's pattern). ConfigError for what we cannot
+    reproduce."""
 
     def unsupported(detail: str) -> ConfigError:
         return ConfigError(
             f"{path}: pre_tokenizer {detail} is not supported; unitok reads byte-level BPE "
-            "tokenizers whose pre-tokenizer is ByteLevel, or Split(Regex, 'Isolated') followed by "
-            "ByteLevel(use_regex=false)"
+            "tokenizers whose pre-tokenizer is ByteLevel, or a Sequence of Split(Regex or String, "
+            "behavior='Isolated') steps ending in ByteLevel"
         )
-
-    def check_byte_level(node: dict, want_regex: bool) -> None:
-        if node.get("add_prefix_space", False):
-            raise unsupported("ByteLevel(add_prefix_space=true) (it changes the text)")
-        if bool(node.get("use_regex", True)) != want_regex:
-            raise unsupported(f"ByteLevel(use_regex={node.get('use_regex', True)}) in this position")
 
     if not isinstance(pre, dict):
         raise unsupported(repr(pre))
-    kind = pre.get("type")
-    if kind == "ByteLevel":
-        check_byte_level(pre, want_regex=True)
-        return GPT2_PATTERN
-    if kind == "Sequence":
-        steps = pre.get("pretokenizers") or []
-        if len(steps) == 1 and steps[0].get("type") == "ByteLevel":
-            check_byte_level(steps[0], want_regex=True)
-            return GPT2_PATTERN
-        if len(steps) == 2 and steps[0].get("type") == "Split" and steps[1].get("type") == "ByteLevel":
-            split = steps[0]
-            regex = (split.get("pattern") or {}).get("Regex")
-            if regex is None:
-                raise unsupported("Split with a plain string pattern")
-            if split.get("behavior") != "Isolated" or split.get("invert", False):
-                raise unsupported(
-                    f"Split(behavior={split.get('behavior')!r}, invert={split.get('invert')})"
-                )
-            check_byte_level(steps[1], want_regex=False)
-            return regex
-        raise unsupported("Sequence[" + ", ".join(str(s.get("type")) for s in steps) + "]")
-    raise unsupported(repr(kind))
+    steps = pre.get("pretokenizers") if pre.get("type") == "Sequence" else [pre]
+    if not steps or not all(isinstance(s, dict) for s in steps) or steps[-1].get("type") != "ByteLevel":
+        kinds = [s.get("type") if isinstance(s, dict) else s for s in steps or []]
+        raise unsupported(f"{kinds!r} (it must end in ByteLevel)")
+    byte_level = steps[-1]
+    if byte_level.get("add_prefix_space", False):
+        raise unsupported("ByteLevel(add_prefix_space=true) (it changes the text)")
+    regexes = []
+    for split in steps[:-1]:
+        if split.get("type") != "Split":
+            raise unsupported(f"{split.get('type')!r} before ByteLevel")
+        if split.get("behavior") != "Isolated" or split.get("invert", False):
+            raise unsupported(f"Split(behavior={split.get('behavior')!r}, invert={split.get('invert')})")
+        pattern = split.get("pattern") or {}
+        if isinstance(pattern.get("Regex"), str):
+            regexes.append(pattern["Regex"])
+        elif isinstance(pattern.get("String"), str) and pattern["String"]:
+            regexes.append(regex.escape(pattern["String"]))
+        else:
+            raise unsupported(f"Split with pattern {pattern!r}")
+    if byte_level.get("use_regex", True):
+        return regexes, GPT2_PATTERN
+    if not regexes:
+        raise unsupported("ByteLevel(use_regex=false) without a Split before it")
+    last = regexes.pop()
+    try:
+        # tiktoken drops text its regex skips; HF keeps each skipped run as a piece.
+        pattern = last if covers_all_text(last) else keep_unmatched(last)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: split regex {last!r} is not valid for tiktoken ({exc})") from None
+    return regexes, pattern
 
 
 def load_hf_tokenizer_json(cls: type[TextTokenizer], path: str | os.PathLike) -> TextTokenizer:
@@ -135,15 +144,11 @@ def load_hf_tokenizer_json(cls: type[TextTokenizer], path: str | os.PathLike) ->
         )
     if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix"):
         raise ConfigError(f"{path}: subword prefixes/suffixes are not supported in byte-level BPE")
-    normalizer = data.get("normalizer")
-    if normalizer not in (None, {}) and not (
-        normalizer.get("type") == "Sequence" and not normalizer.get("normalizers")
-    ):
-        raise ConfigError(
-            f"{path}: normalizer {normalizer.get('type')!r} is not supported: it rewrites the text, "
-            "so ids could not round-trip to the original bytes"
-        )
-    pattern = _hf_pattern(data.get("pre_tokenizer"), path)
+    normalizer = parse_normalizer(data.get("normalizer"), str(path))
+    splits, pattern = _hf_splits(data.get("pre_tokenizer"), path)
+    ignore_merges = model.get("ignore_merges", False)
+    if not isinstance(ignore_merges, bool):
+        raise ConfigError(f"{path}: model.ignore_merges must be true or false")
 
     vocab = model.get("vocab")
     merges = model.get("merges")
@@ -173,6 +178,7 @@ def load_hf_tokenizer_json(cls: type[TextTokenizer], path: str | os.PathLike) ->
         id_of[raw] = int(idx)
 
     first_merge: dict[bytes, int] = {}
+    merge_pairs: list[tuple[bytes, bytes]] = []
     for i, merge in enumerate(merges):
         if isinstance(merge, str):
             left, sep, right = merge.partition(" ")
@@ -183,7 +189,8 @@ def load_hf_tokenizer_json(cls: type[TextTokenizer], path: str | os.PathLike) ->
         else:
             raise ConfigError(f"{path}: merge {i} ({merge!r}) is malformed")
         try:
-            merged = unicode_to_byte(left) + unicode_to_byte(right)
+            merge_pairs.append((unicode_to_byte(left), unicode_to_byte(right)))
+            merged = merge_pairs[-1][0] + merge_pairs[-1][1]
         except KeyError:
             raise ConfigError(f"{path}: merge {i} ({merge!r}) uses characters outside the byte alphabet") from None
         if merged not in id_of:
@@ -198,12 +205,16 @@ def load_hf_tokenizer_json(cls: type[TextTokenizer], path: str | os.PathLike) ->
     by_merge = sorted(multi, key=lambda raw: (first_merge.get(raw, never), id_of[raw]))
     by_id = sorted(multi, key=id_of.__getitem__)
     name = path.parent.name or path.stem
+    options = dict(name=name, normalizer=normalizer, splits=splits, ignore_merges=ignore_merges)
     if by_merge == by_id:
-        return cls(id_of, pattern, specials, name=name)
-    singles = sorted((raw for raw in id_of if len(raw) == 1), key=lambda raw: raw[0])
-    ordered = singles + by_merge
-    ranks = {raw: r for r, raw in enumerate(ordered)}
-    return cls(ranks, pattern, specials, name=name, rank_to_id=[id_of[raw] for raw in ordered])
+        ranks, rank_to_id = id_of, None
+    else:
+        singles = sorted((raw for raw in id_of if len(raw) == 1), key=lambda raw: raw[0])
+        ordered = singles + by_merge
+        ranks = {raw: r for r, raw in enumerate(ordered)}
+        rank_to_id = [id_of[raw] for raw in ordered]
+    check_hf_merges(ranks, merge_pairs, str(path))
+    return cls(ranks, pattern, specials, rank_to_id=rank_to_id, **options)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -266,36 +277,32 @@ def load_tekken(cls: type[TextTokenizer], path: str | os.PathLike) -> TextTokeni
 
 
 # ------------------------------------------------------------------------------------------------
-# tiktoken ranks -> HF merges
+# tiktoken ranks -> HF tokenizer
 
 
-def recover_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
-    """The merge list, in rank order, that makes an HF BPE behave like these tiktoken ranks.
+def _hf_normalizer(steps: list[dict[str, Any]]):
+    from tokenizers import Regex, normalizers
 
-    A token's merge is found by running BPE on its own bytes with only lower-ranked tokens
-    allowed: what is left are the two halves that the final merge joins.
-    """
-    merges = []
-    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-        if len(token) < 2:
-            continue
-        parts = [token[i : i + 1] for i in range(len(token))]
-        while len(parts) > 2:
-            best, best_rank = -1, rank
-            for i in range(len(parts) - 1):
-                r = ranks.get(parts[i] + parts[i + 1])
-                if r is not None and r < best_rank:
-                    best, best_rank = i, r
-            if best < 0:
-                break
-            parts[best : best + 2] = [parts[best] + parts[best + 1]]
-        if len(parts) == 2:
-            merges.append((parts[0], parts[1]))
-    return merges
+    out = []
+    for step in steps:
+        kind = step["type"]
+        if kind == "Prepend":
+            out.append(normalizers.Prepend(step["prepend"]))
+        elif kind == "Strip":
+            out.append(normalizers.Strip(left=step["strip_left"], right=step["strip_right"]))
+        elif kind == "Replace":
+            (how, what), = step["pattern"].items()
+            out.append(normalizers.Replace(Regex(what) if how == "Regex" else what, step["content"]))
+        else:  # NFC, NFD, NFKC, NFKD, Lowercase take no arguments
+            out.append(getattr(normalizers, kind)())
+    return normalizers.Sequence(out)
 
 
 def to_hf_tokenizer(tok: TextTokenizer):
-    """Build a ``tokenizers.Tokenizer`` with the same vocabulary, ids, merges and split regex."""
+    """Build a ``tokenizers.Tokenizer`` with the same vocabulary, ids, merges, normalizer and
+    splits. ``ignore_merges`` follows the vocabulary (true for tiktoken's own behaviour): without
+    it, HF would split the pre-tokens that are tokens no merge builds (digit groups and words in
+    cl100k- or Llama-3-style vocabularies)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
     ranks = tok.mergeable_ranks
@@ -305,12 +312,12 @@ def to_hf_tokenizer(tok: TextTokenizer):
     merges = [(byte_to_unicode(a), byte_to_unicode(b)) for a, b in recover_merges(ranks)]
     for s, idx in tok.special_tokens.items():
         vocab[s] = idx
-    hf = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    hf = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=tok.ignore_merges))
+    if tok.normalizer:
+        hf.normalizer = _hf_normalizer(tok.normalizer.steps)
     hf.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(tok.pattern), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
+        [pre_tokenizers.Split(Regex(p), behavior="isolated") for p in (*tok.splits, tok.pattern)]
+        + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
     )
     hf.decoder = decoders.ByteLevel()
     if tok.special_tokens:

@@ -8,6 +8,7 @@ token gets the next rank in the order its merge was created, which is exactly HF
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -84,6 +85,9 @@ def train_bpe(
         min_frequency: pairs seen fewer times are never merged.
         max_token_length: longest token in characters (None: unlimited).
         save_hf_json: also write HF's own ``tokenizer.json`` here, for comparison.
+
+    A corpus too small for ``vocab_size`` gives a smaller vocabulary (BPE stops when no pair of
+    adjacent tokens is seen ``min_frequency`` times); a warning then says how many ids came out.
     """
     from tokenizers import pre_tokenizers, trainers
 
@@ -118,6 +122,17 @@ def train_bpe(
         hf.save(str(save_hf_json))
 
     ranks = ranks_from_merges(_hf_merges(hf))
+    if len(ranks) < n_bpe:
+        longest = "" if max_token_length is None else f" or no longer than {max_token_length} characters"
+        warnings.warn(
+            f"train_bpe({name!r}): asked for vocab_size {vocab_size} but the corpus gives only "
+            f"{len(ranks)} BPE tokens (256 bytes + {len(ranks) - 256} merges) + {len(specials)} "
+            f"special tokens = {len(ranks) + len(specials)} ids: no other pair of adjacent tokens "
+            f"occurs at least min_frequency={min_frequency} times within a pre-token{longest}. "
+            "Train on more text, lower min_frequency, or ask for a smaller vocab_size",
+            UserWarning,
+            stacklevel=2,
+        )
     if isinstance(special_tokens, Mapping):
         special_ids = {str(k): int(v) for k, v in special_tokens.items()}
     else:
