@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from unitok.errors import ConfigError, TokenSequenceError
-from unitok.layout import EOF, EOL, FOREIGN, PAD, CodecDepth, Delay, FrameScale, NextScale, Raster, Sequential
+from unitok.layout import EOF, EOL, FOREIGN, MISSING, PAD, CodecDepth, Delay, FrameScale, NextScale, Raster, Sequential
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -112,7 +112,7 @@ def test_extra_tokens_and_wrong_levels():
         layout.unflatten(levels, flat.codes)
     assert e.value.position == 3
     back, repairs = layout.unflatten(levels, flat.codes, strict=False)
-    assert repairs[0].action == "replaced" and back[1, 1] == 0
+    assert repairs[0].action == "replaced" and back[1, 1] == MISSING
 
 
 def test_text_groups():

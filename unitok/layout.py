@@ -23,6 +23,7 @@ from .sequence import Repair
 
 # Structural markers a layout may put where a level index would go. They become special ids.
 PAD = -1   # "no code here" (delay pattern); <|pad|>
+MISSING = -1   # in an unflattened codes container: a code lenient decoding did not find (codecs decode what is present)
 EOL = -2   # end of a raster row; <|eol|>
 EOF = -3   # end of a frame; <|eof|>
 FOREIGN = -9  # an id that belongs to neither this modality nor its structural tokens
@@ -146,8 +147,9 @@ class Layout:
                 to 0..n-1. ``positions`` may carry one extra trailing entry: the position right
                 after the body, used to report truncation.
             strict: raise ``TokenSequenceError`` on the first problem; otherwise repair (drop
-                foreign ids, replace wrong-level tokens by code 0, pad or drop to the declared
-                length) and report each repair.
+                foreign ids, mark wrong-level tokens and the codes of a truncated body ``MISSING``,
+                drop tokens beyond the declared length) and report each repair. A codec decodes
+                ``MISSING`` as "not there": the levels or scales present, or its most neutral code.
         Returns:
             (codes container, repairs)
         """
@@ -181,16 +183,17 @@ class Layout:
                     f"{int(exp_groups[first])}), got {_describe_level(int(levels[first]))}", int(positions[first]))
             for a, b in _runs(wrong):
                 repairs.append(Repair(int(positions[a]), "replaced",
-                                      f"{b - a} token(s) of the wrong level in a {what} replaced by code 0"))
+                                      f"{b - a} token(s) of the wrong level in a {what} marked missing"))
             codes = codes.copy()
-            codes[:m][wrong] = 0
+            codes[:m][wrong] = MISSING
         if n < N:
             group = int(exp_groups[n])
             reason = (f"{what} truncated after {n} of {N} tokens (group {group} of {self.num_groups} "
                       f"is incomplete)")
             if strict:
                 raise TokenSequenceError(reason, end_position)
-            repairs.append(Repair(end_position, "padded", f"{reason}; padded {N - n} token(s) with code 0"))
+            repairs.append(Repair(end_position, "padded", f"{reason}; {N - n} missing code(s): the {what} is decoded "
+                                                          f"from what is present"))
         elif n > N:
             if strict:
                 raise TokenSequenceError(f"{what} has {n - N} token(s) more than its shape allows ({N})",
@@ -198,7 +201,7 @@ class Layout:
             repairs.append(Repair(int(positions[N]), "dropped",
                                   f"{n - N} token(s) beyond the {N} the {what}'s shape allows"))
 
-        buffer = np.zeros(self.num_codes, dtype=np.int64)
+        buffer = np.full(self.num_codes, MISSING, dtype=np.int64)
         is_code = index[:m] >= 0
         buffer[index[:m][is_code]] = codes[:m][is_code]
         return self.unpack(buffer), repairs

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from unitok.checkpoint import register
-from unitok.layout import CodecDepth, Delay, NextScale, Raster
+from unitok.layout import MISSING, CodecDepth, Delay, NextScale, Raster
 from unitok.media import Audio, Image
 from unitok.modality import MediaTokenizer
 
@@ -86,7 +86,8 @@ class ToyImage(MediaTokenizer):
         recon = torch.zeros(1, 1, h, w)
         for i, q in enumerate(codes):
             q = torch.as_tensor(np.asarray(q))[None, None]
-            recon = recon + F.interpolate(self._dq(q) * (1 if i == 0 else 0.5), size=(h, w), mode="nearest")
+            present = (q != MISSING).float()         # a missing code adds nothing
+            recon = recon + F.interpolate(self._dq(q) * present * (1 if i == 0 else 0.5), size=(h, w), mode="nearest")
         up = F.interpolate(recon, scale_factor=self.cfg.patch, mode="nearest")[0, :, :header["height"], :header["width"]]
         pixels = ((up.clamp(-1, 1) + 1) / 2 * 255).round().to(torch.uint8).expand(3, -1, -1)
         return Image.from_array(pixels.contiguous())
@@ -139,7 +140,8 @@ class ToyAudio(MediaTokenizer):
     def decode_item(self, header, codes):
         step, x = 2.0 / self.cfg.bins, torch.zeros(header["frames"])
         for q in np.asarray(codes):
-            x = x + (torch.as_tensor(q).float() + 0.5) * step - step * self.cfg.bins / 2
+            q = torch.as_tensor(q)
+            x = x + ((q.float() + 0.5) * step - step * self.cfg.bins / 2) * (q != MISSING)   # missing: adds nothing
             step /= self.cfg.bins
         wave = x.repeat_interleave(self.cfg.hop)
         wave = wave[:(header["frames"] - 1) * self.cfg.hop + header["samples_in_last_frame"]]

@@ -37,7 +37,7 @@ from torch.nn.utils import parametrize
 
 from ..checkpoint import register
 from ..errors import ConfigError, MediaError, TokenSequenceError
-from ..layout import CodecDepth, Delay
+from ..layout import MISSING, CodecDepth, Delay
 from ..media import DEFAULT_LIMITS, Audio
 from ..modality import MediaTokenizer
 from ..quantize import ResidualQuantizer
@@ -175,9 +175,9 @@ class AudioTokenizer(MediaTokenizer):
                                      f"shape {tuple(codes.shape)}")
         if codes.dtype.is_floating_point:
             raise TokenSequenceError(f"audio codes must be integers, got {codes.dtype}")
-        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.quantizer.codebook_size):
-            raise TokenSequenceError(f"audio codes must be in 0..{self.quantizer.codebook_size - 1}, got "
-                                     f"{int(codes.min())}..{int(codes.max())}")
+        if codes.numel() and (int(codes.min()) < MISSING or int(codes.max()) >= self.quantizer.codebook_size):
+            raise TokenSequenceError(f"audio codes must be in 0..{self.quantizer.codebook_size - 1} ({MISSING}: missing), "
+                                     f"got {int(codes.min())}..{int(codes.max())}")
         return codes.to(self.device).long()
 
     # -- batched API -------------------------------------------------------------------------------
@@ -273,6 +273,12 @@ class AudioTokenizer(MediaTokenizer):
         batch = torch.as_tensor(np.asarray(codes))[None]
         n_model = self.model_length(header)
         wav = self.decode(batch, n_model)[0]                               # [1, n_model]
+        silent = (batch[0] == MISSING).all(0)                              # [T]: frames with no code at all
+        if silent.any():
+            # lenient decoding of a truncated sequence: what the decoder makes of a zero latent is
+            # a steady hum, not the absence of sound, so a frame with no code decodes as silence
+            keep = (~silent).repeat_interleave(self.hop)[:wav.shape[-1]].to(wav.device, wav.dtype)
+            wav = wav * keep
         if self.resample_to_input and header["sample_rate"] != self.sample_rate:
             n_in = header["samples"]
             wav = torch.cat(list(resample_blocks(wav.cpu(), self.sample_rate, header["sample_rate"],

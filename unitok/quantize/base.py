@@ -34,6 +34,7 @@ from torch import nn
 
 from ..checkpoint import config_from_dict
 from ..errors import ConfigError
+from ..layout import MISSING
 
 
 class BaseQuantizerConfig:
@@ -244,9 +245,22 @@ class GridQuantizer(Quantizer):
             return q, codes, aux.float().reshape(()) if torch.is_tensor(aux) else z.new_tensor(float(aux))
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes: [B, H, W] int -> quantized latent [B, D, H, W] fp32."""
-        vectors = self._vectors(codes.long())
+        """codes: [B, H, W] int -> quantized latent [B, D, H, W] fp32. A code ``MISSING`` (-1: not
+        in a truncated sequence) decodes as :meth:`neutral_code`, the code nearest zero."""
+        codes = codes.long()
+        missing = codes == MISSING
+        if missing.any():
+            codes = torch.where(missing, self.neutral_code(codes.device), codes)
+        vectors = self._vectors(codes)
         return rearrange(vectors.float(), "b h w d -> b d h w").contiguous()
+
+    def neutral_code(self, device: torch.device | str = "cpu") -> int:
+        """The code whose vector is nearest zero (among the first 65,536 of a larger codebook):
+        what stands in for a missing code where nothing else is known."""
+        n = min(self.codebook_size, 1 << 16)
+        with torch.no_grad():
+            vectors = self._vectors(torch.arange(n, device=device)[None, None]).float()
+        return int(vectors.flatten(0, 2).norm(dim=-1).argmin())
 
     def vectors_to_codes(self, vectors: torch.Tensor) -> torch.Tensor:
         """vectors: [B, D, H, W] (as ``decode`` gives them) -> codes [B, H, W] int64."""

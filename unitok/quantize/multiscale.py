@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..layout import MISSING
 from .base import (BaseQuantizerConfig, GridQuantizer, Quantizer, build_quantizer, fp32, kind_field, lookup,
                    quantizer_config, register_kind)
 from .fsq import FSQConfig
@@ -136,7 +137,9 @@ class MultiScaleQuantizer(Quantizer):
             return f_hat, codes, aux
 
     def decode(self, codes: list[torch.Tensor], size: tuple[int, int] | None = None) -> torch.Tensor:
-        """codes: list over scales of [B, h_s, w_s] -> quantized latent [B, D, H, W] (``size``)."""
+        """codes: list over scales of [B, h_s, w_s] -> quantized latent [B, D, H, W] (``size``).
+        A code ``MISSING`` (-1, lenient decoding of a truncated sequence) adds nothing, so the
+        latent is the partial residual sum of what is present (a scale with no code is skipped)."""
         H, W = tuple(codes[-1].shape[-2:]) if size is None else size
         schedule = self.schedule(H, W)
         if len(codes) != len(schedule) or any(tuple(c.shape[-2:]) != s for c, s in zip(codes, schedule)):
@@ -144,8 +147,16 @@ class MultiScaleQuantizer(Quantizer):
         f_hat = None
         with fp32(codes[-1].device.type):
             for idx, g in zip(codes, self._gain_index(H, W)):
-                q = self._expand(self.quantizer.decode(idx) / self.log_gain[g].exp(), (H, W))
+                present = idx != MISSING
+                if not present.any():
+                    continue
+                vectors = self.quantizer.decode(idx.clamp_min(0))
+                if not present.all():
+                    vectors = vectors * present[:, None]
+                q = self._expand(vectors / self.log_gain[g].exp(), (H, W))
                 f_hat = q if f_hat is None else f_hat + q
+            if f_hat is None:     # not one code: the latent is zero
+                f_hat = torch.zeros(codes[-1].shape[0], self.dim, H, W, device=codes[-1].device)
         return f_hat
 
     def vectors_to_codes(self, vectors: list[torch.Tensor]) -> list[torch.Tensor]:
