@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import os
-import platform
-import re
-import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -23,63 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-
-
-@dataclass
-class Section:
-    title: str  # heading text without "## "
-    body: str  # markdown under the heading
-
-
-# ------------------------------------------------------------------------------------------------
-# shared helpers
-
-
-def machine_description() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {threads} cores available, Python {platform.python_version()}"
-
-
-def interleaved_best(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Best wall time of each function over ``repeat`` rounds after a warm-up round.
-
-    The functions take turns within every round, in alternating order, so a slow spell of the
-    machine hits all of them alike instead of skewing one.
-    """
-    for fn in fns.values():
-        fn()
-    best = {name: float("inf") for name in fns}
-    order = list(fns.items())
-    for _ in range(repeat):
-        order.reverse()  # alternate who goes first, so no one always runs on a cold cache
-        for name, fn in order:
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
-def write_section(path: Path, section: Section) -> None:
-    """Replace (or append) ``## title`` in ``path``, keeping every other section as it is."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    block = f"## {section.title}\n\n{section.body.strip()}\n"
-    pattern = re.compile(rf"^## {re.escape(section.title)}[ \t]*\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block + "\n", text, count=1).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + block
-    path.write_text(text, encoding="utf-8")
-
+from report import RESULTS, ROOT, Section, command_line, machine_description, rel, write_section
+from timing import interleaved_best
 
 # ------------------------------------------------------------------------------------------------
 # text
@@ -247,12 +189,11 @@ def bench_text(args: argparse.Namespace) -> Section:
             [unitok_impl(ttok, "tekken_240911"), raw, mistral_impl], docs, args.repeat
         )
 
-    command = "python " + " ".join(shlex.quote(a) for a in [_rel(sys.argv[0]), *sys.argv[1:]])
     body = [
         f"- Machine: {machine_description()}",
         f"- Date: {_dt.date.today().isoformat()}",
-        f"- Command: `{command}`",
-        f"- Corpus: {_rel(str(corpus))} ({len(docs)} documents of ~8 KB cut at line ends, "
+        f"- Command: `{command_line()}`",
+        f"- Corpus: {rel(str(corpus))} ({len(docs)} documents of ~8 KB cut at line ends, "
         f"{nbytes / 1e6:.2f} MB: man pages in en/de/fr/ja/ru/zh_CN/zh_TW and Python docs), "
         "never seen in training",
         f"- MB/s are MB of UTF-8 text per second; best of {args.repeat} runs after a warm-up. "
@@ -296,13 +237,6 @@ def _compression_table(corpus: Path, toks: dict) -> str:
     cells = [f"{total_bytes / n:.2f}" for n in totals.values()]
     lines.append(f"| all | {total_bytes / 1e6:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _rel(path: str) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -452,11 +386,10 @@ def bench_pipeline(args: argparse.Namespace) -> Section:
                      f"| {r['one']['tokens']:,.0f} | {r['two']['records']:.1f} | {r['two']['tokens']:,.0f} "
                      f"| {100 * r['overhead']:+.1f}% | {r['speedup']:.2f}x | {r['ceiling']:.2f}x "
                      f"| {r['one']['wall']:.1f} / {r['two']['wall']:.1f} |")
-    command = "python " + " ".join(shlex.quote(a) for a in [_rel(sys.argv[0]), *sys.argv[1:]])
     body = [
         f"- Machine: {machine_description()}",
         f"- Date: {_dt.date.today().isoformat()}",
-        f"- Command: `{command}`",
+        f"- Command: `{command_line()}`",
         f"- Load average when it ended: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min)",
         "- Manifests from the held-out data: text = ~8 KB documents of the held-out man pages and Python docs "
         "(inline text, the corpus repeated to have enough work to time); image = 256x256 PNG crops of the held-out pictures; audio = the first 5 s of held-out "

@@ -1,10 +1,12 @@
-"""The image reconstruction benchmark (``benchmarks/reconstruction.py``) on tiny synthetic pictures
-with the toy image codec of ``unitok/testing.py``: table columns, bits per pixel, the anchors'
-interpolation, PSNR of exact copies, and what the command writes."""
+"""The reconstruction benchmark (``benchmarks/reconstruction.py`` and its modality files
+``image.py``, ``audio.py``, ``video.py``) on tiny synthetic media with the toy codecs of
+``unitok/testing.py``: table columns, bits per pixel, the anchors' interpolation, PSNR of exact
+copies, and what the command writes.
 
-import importlib.util
+The benchmark modules are imported by plain name: pyproject.toml's pytest ``pythonpath`` puts
+``benchmarks/`` on the path, as running a script there does."""
+
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +15,16 @@ import torch
 
 import unitok
 from unitok import Image, UniTokenizer
-
 from unitok.testing import ToyImage, ToyImageConfig
 
-ROOT = Path(__file__).resolve().parent.parent
+import audio as audio_bench          # benchmarks/audio.py (found through pytest's pythonpath)
+import image as image_bench
+import reconstruction
+import report as bench_report
+import video as video_bench
+import video_anchors
+
 QUICK = {"JPEG": (5, 30, 90), "WebP": (10, 50, 90)}    # short sweeps keep the tests fast
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("reconstruction", ROOT / "benchmarks" / "reconstruction.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reconstruction"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-R = _load_benchmark()
 CFG = ToyImageConfig(patch=8, levels=16, scales=(4, 2))   # three levels of 16 codes: 4 bits a code
 
 
@@ -44,18 +40,18 @@ def _picture(h: int, w: int, seed: int) -> Image:
 
 @pytest.fixture(scope="module")
 def pictures():
-    return [R.Picture("tall", _picture(200, 180, 0)), R.Picture("wide", _picture(96, 130, 1)),
-            R.Picture("small", _picture(70, 90, 2))]
+    return [image_bench.Picture("tall", _picture(200, 180, 0)), image_bench.Picture("wide", _picture(96, 130, 1)),
+            image_bench.Picture("small", _picture(70, 90, 2))]
 
 
 @pytest.fixture(scope="module")
 def toy():
-    return R.candidate("toy", UniTokenizer(unitok.text.load_default(), {"image": ToyImage(CFG)}))
+    return image_bench.candidate("toy", UniTokenizer(unitok.text.load_default(), {"image": ToyImage(CFG)}))
 
 
 @pytest.fixture(scope="module")
 def report(toy, pictures):
-    return R.run_image([toy], pictures, crop_size=64, random_crops=1, max_side=None, qualities=QUICK,
+    return image_bench.run_image([toy], pictures, crop_size=64, random_crops=1, max_side=None, qualities=QUICK,
                        repeat=1, batch=2, grid=2, devices=["cpu"], progress=False)
 
 
@@ -68,18 +64,18 @@ def _toy_bits(h: int, w: int) -> int:
 
 def test_table_has_the_expected_columns(report):
     assert [s.key for s in report.settings] == ["crops", "native"]
-    anchors = R.anchor_columns(list(QUICK))
+    anchors = image_bench.anchor_columns(list(QUICK))
     assert "JPEG PSNR @ same bpp" in anchors and "gap to WebP (dB)" in anchors
     for setting in report.settings:
         assert len(setting.rows) == 1
         row = setting.rows[0]
-        assert set(R.QUALITY_COLUMNS) <= set(row) and set(anchors) <= set(row)
+        assert set(image_bench.QUALITY_COLUMNS) <= set(row) and set(anchors) <= set(row)
         assert row["tokenizer"] == "toy"
-        md = R.quality_table(setting) + "\n" + R.versus_table(setting)
-        assert "| " + " | ".join(R.QUALITY_COLUMNS) + " |" in md
+        md = image_bench.quality_table(setting) + "\n" + image_bench.versus_table(setting)
+        assert "| " + " | ".join(image_bench.QUALITY_COLUMNS) + " |" in md
         assert "| " + " | ".join(anchors) + " |" in md
     (t,) = report.throughput
-    assert set(R.THROUGHPUT_COLUMNS) <= set(t)
+    assert set(image_bench.THROUGHPUT_COLUMNS) <= set(t)
     assert t["encode img/s (one at a time)"] > 0 and t["decode img/s (one at a time)"] > 0
     assert t["encode img/s (batch)"] is None      # the toy codec has no batched API: n/a, not a guess
 
@@ -110,21 +106,21 @@ def test_settings_crop_and_keep_native_size(report, pictures):
 
 
 def test_crops_are_deterministic(pictures):
-    a = R.crops_of(pictures, 64, random_crops=2)
-    b = R.crops_of(pictures[:1], 64, random_crops=2)
+    a = image_bench.crops_of(pictures, 64, random_crops=2)
+    b = image_bench.crops_of(pictures[:1], 64, random_crops=2)
     assert torch.equal(a[1].image.pixels, b[1].image.pixels)   # independent of the other pictures
 
 
 def test_grid_picks_spread_center_crops():
     im = Image.from_array(np.zeros((4, 4, 3), dtype=np.uint8))
-    crops = [R.Picture(f"p{i}:{kind}", im) for i in range(10) for kind in ("center", "crop0")]
-    picks = R.grid_picks(crops, 4)
+    crops = [image_bench.Picture(f"p{i}:{kind}", im) for i in range(10) for kind in ("center", "crop0")]
+    picks = image_bench.grid_picks(crops, 4)
     assert [crops[i].name for i in picks] == ["p1:center", "p3:center", "p6:center", "p8:center"]
-    assert len(R.grid_picks(crops[:4], 4)) == 2     # no more rows than pictures
+    assert len(image_bench.grid_picks(crops[:4], 4)) == 2     # no more rows than pictures
 
 
 def test_native_caps_the_long_side(pictures):
-    (capped, kept, _) = R.native_of(pictures, max_side=150)
+    (capped, kept, _) = image_bench.native_of(pictures, max_side=150)
     assert max(capped.image.height, capped.image.width) == 150 and "downscaled from 180x200" in capped.note
     assert kept.note == "" and kept.image is pictures[1].image
 
@@ -156,25 +152,25 @@ def test_anchor_interpolation_is_monotone_and_exact_at_the_sweep(report):
 
 
 def test_interpolate_by_hand():
-    assert R.interpolate(np.array([0.5, 0.1, 0.3]), np.array([35.0, 25.0, 30.0]), 0.2) == pytest.approx(27.5)
-    assert R.interpolate(np.array([0.1, 0.3]), np.array([25.0, 30.0]), 0.3) == pytest.approx(30.0)
-    assert R.interpolate(np.array([0.1, 0.3]), np.array([25.0, 30.0]), 0.05) is None
-    assert R.interpolate(np.array([0.1, 0.3]), np.array([25.0, 30.0]), math.nan) is None
+    assert bench_report.interpolate(np.array([0.5, 0.1, 0.3]), np.array([35.0, 25.0, 30.0]), 0.2) == pytest.approx(27.5)
+    assert bench_report.interpolate(np.array([0.1, 0.3]), np.array([25.0, 30.0]), 0.3) == pytest.approx(30.0)
+    assert bench_report.interpolate(np.array([0.1, 0.3]), np.array([25.0, 30.0]), 0.05) is None
+    assert bench_report.interpolate(np.array([0.1, 0.3]), np.array([25.0, 30.0]), math.nan) is None
 
 
 def test_identical_images_psnr_is_capped():
     big = _picture(200, 190, 3)
-    q = R.quality(big, big)
-    assert q["psnr"] == R.PSNR_CAP == 100.0 and q["ssim"] == pytest.approx(1.0) and q["ms_ssim"] == pytest.approx(1.0)
+    q = image_bench.quality(big, big)
+    assert q["psnr"] == bench_report.PSNR_CAP == 100.0 and q["ssim"] == pytest.approx(1.0) and q["ms_ssim"] == pytest.approx(1.0)
     small = _picture(40, 50, 4)
-    q = R.quality(small, small)
+    q = image_bench.quality(small, small)
     assert q["psnr"] == 100.0 and math.isnan(q["ms_ssim"])
     worse = Image.from_array(small.to_float().mul(0.9))
-    assert R.quality(small, worse)["psnr"] < 100.0
+    assert image_bench.quality(small, worse)["psnr"] < 100.0
 
 
 def test_section_renders_and_replaces_only_its_own(report, tmp_path):
-    body = R.render_section(report, command="python benchmarks/reconstruction.py --modality image",
+    body = image_bench.render_section(report, command="python benchmarks/reconstruction.py --modality image",
                             heldout="synthetic", plots={"rd": tmp_path / "plots" / "image_rd.png"},
                             results_dir=tmp_path)
     assert "- Command: `python benchmarks/reconstruction.py --modality image`" in body
@@ -182,17 +178,17 @@ def test_section_renders_and_replaces_only_its_own(report, tmp_path):
     assert "](plots/image_rd.png)" in body
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n\n## Text throughput\n\nkeep me\n\n## Image reconstruction\n\nold\n")
-    R.write_section(results, R.Section("Image reconstruction", body))
+    bench_report.write_section(results, bench_report.Section("Image reconstruction", body))
     text = results.read_text()
     assert "keep me" in text and "old\n" not in text and text.count("## Image reconstruction") == 1
 
 
 def test_plots_stay_small(report, tmp_path):
     pytest.importorskip("matplotlib")
-    rd = R.plot_rd(report, tmp_path / "image_rd.png")
-    grid = R.plot_grid(report, tmp_path / "image_grid.png")
+    rd = image_bench.plot_rd(report, tmp_path / "image_rd.png")
+    grid = image_bench.plot_grid(report, tmp_path / "image_grid.png")
     for p in (rd, grid):
-        assert p.exists() and 0 < p.stat().st_size < R.MAX_PLOT_BYTES
+        assert p.exists() and 0 < p.stat().st_size < bench_report.MAX_PLOT_BYTES
 
 
 # -- the command ------------------------------------------------------------------------------------
@@ -205,11 +201,11 @@ def _heldout(folder: Path) -> Path:
 
 
 def test_command_compares_checkpoints_and_writes_nothing_with_no_write(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(R, "QUALITIES", QUICK)
+    monkeypatch.setattr(image_bench, "QUALITIES", QUICK)
     ToyImage(CFG).save_pretrained(tmp_path / "toy_a")
     ToyImage(ToyImageConfig(patch=16, levels=8)).save_pretrained(tmp_path / "toy_b")
     results, plots = tmp_path / "RESULTS.md", tmp_path / "plots"
-    R.main(["--modality", "image", "--no-suite",
+    reconstruction.main(["--modality", "image", "--no-suite",
             "--checkpoint", str(tmp_path / "toy_a"), "--checkpoint", str(tmp_path / "toy_b"),
             "--heldout", str(_heldout(tmp_path / "heldout")), "--random-crops", "0", "--repeat", "1",
             "--batch", "1", "--results", str(results), "--plots", str(plots), "--no-write"])
@@ -222,18 +218,18 @@ def test_command_compares_checkpoints_and_writes_nothing_with_no_write(tmp_path,
 def test_command_refuses_a_suite_without_image_tokenizer(tmp_path):
     UniTokenizer(unitok.text.load_default()).save_pretrained(tmp_path / "suite")
     with pytest.raises(SystemExit, match="no image tokenizer"):
-        R.main(["--modality", "image", "--suite", str(tmp_path / "suite"), "--no-write"])
+        reconstruction.main(["--modality", "image", "--suite", str(tmp_path / "suite"), "--no-write"])
 
 
 def test_command_needs_something_to_compare():
     with pytest.raises(SystemExit, match="needs at least one --checkpoint"):
-        R.main(["--modality", "image", "--no-suite", "--no-write"])
+        reconstruction.main(["--modality", "image", "--no-suite", "--no-write"])
 
 
 def test_command_says_how_to_fetch_missing_heldout(tmp_path):
     ToyImage(CFG).save_pretrained(tmp_path / "toy")
     with pytest.raises(SystemExit, match="recipes/data/fetch_images.py"):
-        R.main(["--modality", "image", "--no-suite", "--checkpoint", str(tmp_path / "toy"),
+        reconstruction.main(["--modality", "image", "--no-suite", "--checkpoint", str(tmp_path / "toy"),
                 "--heldout", str(tmp_path / "none"), "--no-write"])
 
 
@@ -269,31 +265,31 @@ def audio_model(tmp_path_factory):
 
 def test_audio_levels_follow_the_target_rate():
     model = AudioTokenizer(AUDIO_CFG)
-    assert [R.levels_for(model, k) for k in (0.5, 1.5, 3, 6, 100)] == [None, 2, 4, 8, 8]
+    assert [audio_bench.levels_for(model, k) for k in (0.5, 1.5, 3, 6, 100)] == [None, 2, 4, 8, 8]
 
 
 def test_audio_long_files_are_cut_into_spread_windows():
     wav = torch.arange(100, dtype=torch.float32)
-    whole = R.segments_of("a", "speech", wav[:40], 3, 40)
+    whole = audio_bench.segments_of("a", "speech", wav[:40], 3, 40)
     assert len(whole) == 1 and whole[0].name == "a"
-    cut = R.segments_of("b", "music", wav, 3, 40)
+    cut = audio_bench.segments_of("b", "music", wav, 3, 40)
     assert [int(c.wav[0]) for c in cut] == [0, 30, 60] and all(len(c.wav) == 40 for c in cut)
 
 
 def test_opus_anchor_reports_the_rate_it_spends_and_stays_aligned(tmp_path):
     x = _tone(3.0, 0)
-    rec, payload, file_bytes = R.opus_round_trip(x, 12.0, tmp_path / "a.opus")
+    rec, payload, file_bytes = audio_bench.opus_round_trip(x, 12.0, tmp_path / "a.opus")
     assert rec.shape == x.shape
     kbps = payload * 8 / 3.0 / 1000
     assert kbps == pytest.approx(12.0, rel=0.3)          # VBR around a rate libopus honours
     assert payload < file_bytes < payload + 1500         # the Ogg pages and headers come on top
     # aligned: no lag between input and output, so a high rate gives a high SI-SDR
-    hi, _, _ = R.opus_round_trip(x, 64.0, tmp_path / "b.opus")
+    hi, _, _ = audio_bench.opus_round_trip(x, 64.0, tmp_path / "b.opus")
     xc = np.correlate(hi.numpy(), x.numpy(), "full")
     assert int(xc.argmax()) - (len(x) - 1) == 0
     assert float(unitok.metrics.si_sdr(hi[None], x[None])) > 10
     # libopus has a floor: asked for 0.5 kbps it spends more, and the benchmark reports what it spent
-    _, low, _ = R.opus_round_trip(x, 0.5, tmp_path / "c.opus")
+    _, low, _ = audio_bench.opus_round_trip(x, 0.5, tmp_path / "c.opus")
     assert low * 8 / 3.0 / 1000 > 0.5
 
 
@@ -310,16 +306,16 @@ def test_audio_benchmark_end_to_end(tmp_path, audio_model, capsys):
         Audio.from_array(_tone(seconds, seed), 24000).save(heldout / cat / f"{cat}0.flac")
     results, plots = tmp_path / "RESULTS.md", tmp_path / "plots"
     results.write_text("# Benchmark results\n\n## Image reconstruction\n\nkeep me\n")
-    R.main(["--modality", "audio", "--no-suite", "--checkpoint", str(audio_model), "--heldout", str(heldout),
+    reconstruction.main(["--modality", "audio", "--no-suite", "--checkpoint", str(audio_model), "--heldout", str(heldout),
             "--segments", "2", "--segment-seconds", "1.6", "--repeat", "1", "--threads", "1",
             "--rtf-seconds", "1", "--memory-minutes", "0.02", "--results", str(results), "--plots", str(plots)])
     out = capsys.readouterr().out
     text = results.read_text()
     assert "## Image reconstruction\n\nkeep me" in text            # the other sections stay as they were
     section = text.split("## Audio reconstruction", 1)[1]
-    name = R._rel(audio_model)
+    name = bench_report.rel(audio_model)
     assert "### Speech (1 clips, 1.6 s)" in section and "### Music (2 clips, 3.2 s)" in section
-    assert "| " + " | ".join(R.AUDIO_QUALITY_COLUMNS) + " |" in section
+    assert "| " + " | ".join(audio_bench.AUDIO_QUALITY_COLUMNS) + " |" in section
     for levels, kbps in ((2, "1.5"), (4, "3"), (8, "6")):
         # exact rate and tokens/s: the clips are whole frames long
         assert f"| {name}, {levels} levels | {kbps} | {float(kbps):.3f} | {75 * levels:.1f} |" in section
@@ -333,28 +329,28 @@ def test_audio_benchmark_end_to_end(tmp_path, audio_model, capsys):
 
 
 def test_audio_report_numbers(audio_model):
-    cand, = R.load_audio_candidates(None, [audio_model], use_suite=False)
-    clips = [R.Clip("s", "speech", _tone(1.6, 3)), R.Clip("m", "music", _tone(1.6, 4))]
-    report = R.run_audio([cand], clips, kbps=(1.5,), devices=["cpu"], threads=(), repeat=1, rtf_seconds=1,
+    cand, = audio_bench.load_audio_candidates(None, [audio_model], use_suite=False)
+    clips = [audio_bench.Clip("s", "speech", _tone(1.6, 3)), audio_bench.Clip("m", "music", _tone(1.6, 4))]
+    report = audio_bench.run_audio([cand], clips, kbps=(1.5,), devices=["cpu"], threads=(), repeat=1, rtf_seconds=1,
                          memory_minutes=0, progress=False)     # speed and memory: see the end-to-end test
     ours, opus = report.runs
     assert (ours.levels, opus.codec, opus.levels) == (2, "Opus", None)
     assert ours.bits.tolist() == [2 * 120 * 10] * 2                # 2 levels x 120 frames x 10 bits
-    rows = R.audio_rows(report, "speech")
+    rows = audio_bench.audio_rows(report, "speech")
     assert [r["codec"] for r in rows] == [f"{cand.name}, 2 levels", "Opus"]
     assert rows[0]["SI-SDR (dB)"] == pytest.approx(float(ours.scores["si_sdr"][0]))
     assert rows[1]["kbps"] == pytest.approx(opus.bits[0] / 1.6 / 1000)
     assert report.throughput == [] and report.memory == []
-    versus = R.versus_opus_rows(report, "music")
+    versus = audio_bench.versus_opus_rows(report, "music")
     assert len(versus) == 1 and versus[0]["mel distance winner"] in ("tokenizer", "Opus", "tie")
 
 
 def test_audio_command_needs_an_audio_tokenizer(tmp_path, audio_model):
     ToyImage(CFG).save_pretrained(tmp_path / "toy")
     with pytest.raises(SystemExit, match="not an audio codec"):
-        R.main(["--modality", "audio", "--no-suite", "--checkpoint", str(tmp_path / "toy"), "--no-write"])
+        reconstruction.main(["--modality", "audio", "--no-suite", "--checkpoint", str(tmp_path / "toy"), "--no-write"])
     with pytest.raises(SystemExit, match="recipes/data/fetch_audio.py"):
-        R.main(["--modality", "audio", "--no-suite", "--checkpoint", str(audio_model),
+        reconstruction.main(["--modality", "audio", "--no-suite", "--checkpoint", str(audio_model),
                 "--heldout", str(tmp_path / "none"), "--no-write"])
 
 
@@ -368,7 +364,7 @@ from fractions import Fraction  # noqa: E402
 
 import av  # noqa: E402
 
-from unitok.image import ImageTokenizer, ImageTokenizerConfig  # noqa: E402
+from unitok.image import ImageTokenizer, ImageTokenizerConfig, SpatialConfig  # noqa: E402
 from unitok.quantize import QuantizerConfig  # noqa: E402
 from unitok.video import VideoTokenizer, VideoTokenizerConfig  # noqa: E402
 
@@ -405,53 +401,53 @@ def video_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     ImageTokenizer(ImageTokenizerConfig(**VIDEO_SPATIAL)).eval().save_pretrained(folder / "image")
-    VideoTokenizer(VideoTokenizerConfig(**VIDEO_SPATIAL)).eval().save_pretrained(folder / "video")
+    VideoTokenizer(VideoTokenizerConfig(spatial=SpatialConfig(**VIDEO_SPATIAL))).eval().save_pretrained(folder / "video")
     return folder / "image", folder / "video"
 
 
 def test_video_heldout_clips_carry_group_and_frame_rate(video_heldout):
-    clips = R.load_video_heldout(video_heldout)
+    clips = video_bench.load_video_heldout(video_heldout)
     assert [c.group for c in clips] == ["pan-and-zoom", "real camera"]
     assert [c.fps for c in clips] == [Fraction(25), Fraction(30000, 1001)]
     assert clips[1].name == "carphone@88+28" and clips[0].frames.shape == (5, 3, 64, 64)
-    assert [c.name for c in R.load_video_heldout(video_heldout, limit=1)] == [clips[0].name]
+    assert [c.name for c in video_bench.load_video_heldout(video_heldout, limit=1)] == [clips[0].name]
 
 
 def test_video_missing_heldout_says_how_to_fetch(tmp_path):
     with pytest.raises(SystemExit, match="recipes/data/fetch_video.py"):
-        R.load_video_heldout(tmp_path / "none.npy")
+        video_bench.load_video_heldout(tmp_path / "none.npy")
 
 
 def test_video_scores_see_flicker_that_frames_alone_do_not():
     ref = torch.from_numpy(_video_frames(6, 32, 2)).permute(0, 3, 1, 2).contiguous()
-    same = R.video_scores(ref, ref)
-    assert (same["psnr"] == R.PSNR_CAP).all() and (same["tpsnr"] == R.PSNR_CAP).all() and same["tpsnr"].shape == (5,)
+    same = video_bench.video_scores(ref, ref)
+    assert (same["psnr"] == bench_report.PSNR_CAP).all() and (same["tpsnr"] == bench_report.PSNR_CAP).all() and same["tpsnr"].shape == (5,)
     steady = (ref.int() + 6).clamp(0, 255).to(torch.uint8)           # the same error in every frame
     flicker = (ref.int() + torch.tensor([6, -6] * 3).view(6, 1, 1, 1)).clamp(0, 255).to(torch.uint8)
-    s, f = R.video_scores(ref, steady), R.video_scores(ref, flicker)
+    s, f = video_bench.video_scores(ref, steady), video_bench.video_scores(ref, flicker)
     assert abs(s["psnr"].mean() - f["psnr"].mean()) < 0.5             # per frame they look alike
     assert s["tpsnr"].mean() > f["tpsnr"].mean() + 10                   # in time they do not
 
 
 def test_h264_anchor_reports_the_bitstream_it_spent(video_heldout, tmp_path):
-    anchors, _ = R.video_anchors(["H.264"])
+    anchors, _ = video_anchors.video_anchors(["H.264"])
     h264, = anchors
-    clip = R.load_video_heldout(video_heldout)[1]
-    frames = R._yuv420_frames(clip)
+    clip = video_bench.load_video_heldout(video_heldout)[1]
+    frames = video_anchors.yuv420_frames(clip.frames)
     target = 0.5
-    crf, stream, spent = R.search_crf(h264, frames, clip.fps, clip.pixels, target, h264.start)
+    crf, stream, spent = video_anchors.search_crf(h264, frames, clip.fps, clip.pixels, target, h264.start)
     bpp = stream.size * 8 / clip.pixels
-    assert bpp == pytest.approx(target, rel=0.05) and 1 <= spent <= R.VIDEO_SEARCH_ENCODES
+    assert bpp == pytest.approx(target, rel=0.05) and 1 <= spent <= video_anchors.SEARCH_ENCODES
     # the packets are the whole bitstream: written raw (no container), they are all a decoder needs
     raw = tmp_path / "clip.h264"
     raw.write_bytes(stream.extradata + b"".join(stream.packets))
     assert raw.stat().st_size == stream.size
     with av.open(str(raw)) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    ours = R.anchor_decode(h264, stream)
+    ours = video_anchors.anchor_decode(h264, stream)
     assert torch.equal(torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2), ours)
     # and the run reports that same rate
-    run, = R.run_video_anchor(h264, [clip], [target], progress=False)
+    run, = video_bench.run_video_anchor(h264, [clip], [target], progress=False)
     assert run.bits[0] == stream.size * 8 and run.setting[0] == crf
 
 
@@ -459,14 +455,14 @@ def test_video_benchmark_end_to_end(video_heldout, video_models, tmp_path, capsy
     image, video = video_models
     results, plots = tmp_path / "RESULTS.md", tmp_path / "plots"
     results.write_text("# Benchmark results\n\n## Image reconstruction\n\nkeep me\n")
-    R.main(["--modality", "video", "--no-suite", "--checkpoint", str(video), "--heldout", str(video_heldout),
+    reconstruction.main(["--modality", "video", "--no-suite", "--checkpoint", str(video), "--heldout", str(video_heldout),
             "--repeat", "1", "--threads", "1", "--rate-multiples", "1", "3", "--agreement-image", str(image),
             "--results", str(results), "--plots", str(plots)])
     capsys.readouterr()
     text = results.read_text()
     assert "## Image reconstruction\n\nkeep me" in text              # the other sections stay as they were
     section = text.split("## Video reconstruction", 1)[1]
-    name = R._rel(video)
+    name = bench_report.rel(video)
     # 5 frames -> 2 latent frames; stride 4: a 16x16 grid, scales 16, 8, 4 -> 256 + 64 + 16 = 336 codes
     # a latent frame, each of FSQ 5x5x5 (125 codes, log2(125) bits)
     codes = 2 * 336
@@ -475,7 +471,7 @@ def test_video_benchmark_end_to_end(video_heldout, video_models, tmp_path, capsy
     assert f"| pan-and-zoom | {name} | {bpp:.4f} | {codes / 0.2:.1f} | " in section
     assert f"| all | {name} | {bpp:.4f} | {tokens_per_s:.1f} | " in section
     for codec in ("H.264", "AV1"):
-        if codec in {a.name for a in R.video_anchors()[0]}:
+        if codec in {a.name for a in video_anchors.video_anchors()[0]}:
             assert f"| all | {codec} @ {bpp:.4f} bpp | " in section and f"gap to {codec} (dB)" in section
     assert "| cpu | 1 |" in section and "| 5x64x64 |" in section
     assert "not fine-tuned: 2/2 one-frame videos give exactly the image tokenizer's codes" in section
@@ -483,13 +479,13 @@ def test_video_benchmark_end_to_end(video_heldout, video_models, tmp_path, capsy
     assert "### Issue 5 acceptance, as measured" in section
     if _has_matplotlib():                       # the plot needs the bench extra
         assert (plots / "video_rd.png").stat().st_size > 1000
-        assert 0 < (plots / "video_grid.png").stat().st_size <= R.MAX_PLOT_BYTES
+        assert 0 < (plots / "video_grid.png").stat().st_size <= bench_report.MAX_PLOT_BYTES
 
 
 def test_video_command_needs_a_video_tokenizer(tmp_path, video_models):
     image, _ = video_models
     with pytest.raises(SystemExit, match="not a video tokenizer"):
-        R.main(["--modality", "video", "--no-suite", "--checkpoint", str(image), "--no-write"])
+        reconstruction.main(["--modality", "video", "--no-suite", "--checkpoint", str(image), "--no-write"])
     UniTokenizer(unitok.text.load_default()).save_pretrained(tmp_path / "suite")
     with pytest.raises(SystemExit, match="has no video tokenizer.*recipes/train_video.py"):
-        R.main(["--modality", "video", "--suite", str(tmp_path / "suite"), "--no-write"])
+        reconstruction.main(["--modality", "video", "--suite", str(tmp_path / "suite"), "--no-write"])

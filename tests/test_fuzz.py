@@ -5,7 +5,6 @@ The long run is ``python benchmarks/robustness.py`` (its table is in benchmarks/
 
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -22,11 +21,12 @@ from unitok.pipeline import Options, TokenizeConfig, tokenize, verify
 
 from unitok.testing import ToyAudio, ToyImage
 
+import fuzz_common      # the fuzz engine, benchmarks/robustness.py and its fuzz_*.py (pytest's pythonpath)
+import fuzz_media
+import fuzz_storage
+import robustness as R
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import robustness as R  # noqa: E402  (the fuzz engine: benchmarks/robustness.py)
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +69,15 @@ def test_the_harness_counts_hangs_memory_blowups_and_crashes(tmp_path):
 
 
 def test_cases_are_deterministic():
-    a, b = R._rng(0, "tokens-strict", 17), R._rng(0, "tokens-strict", 17)
+    a, b = fuzz_common.case_rng(0, "tokens-strict", 17), fuzz_common.case_rng(0, "tokens-strict", 17)
     data = bytes(range(256)) * 4
-    assert R.mutate(data, a, [data]) == R.mutate(data, b, [data])
+    assert fuzz_common.mutate(data, a, [data]) == fuzz_common.mutate(data, b, [data])
 
 
 # -- media files -----------------------------------------------------------------------------------
 
 def _wav(rate, data, **kw):
-    return R._wav(rate, data, **kw)
+    return fuzz_media._wav(rate, data, **kw)
 
 
 def test_stream_with_no_decoder_is_a_media_error(tmp_path):
@@ -293,7 +293,7 @@ def test_pickled_weights_are_refused_and_never_run(tmp_path):
     shutil.copytree(ROOT / "unitok" / "assets" / "image", folder)
     (folder / "model.safetensors").unlink()
     marker = tmp_path / "code-ran"
-    (folder / "model.pt").write_bytes(__import__("pickle").dumps(R._Marker(str(marker))))
+    (folder / "model.pt").write_bytes(__import__("pickle").dumps(fuzz_storage._Marker(str(marker))))
     with pytest.raises(ConfigError, match="pickle"):
         load_pretrained(folder)
     assert not marker.exists()
