@@ -181,3 +181,25 @@ def test_confine_keeps_every_input_inside_its_root(tmp_path, text_suite):
     assert "outside the input folder (--confine)" in reasons[0]
     assert all("leaves the manifest's folder" in r for r in reasons[1:])
     assert json.loads((tmp_path / "strict" / "run.json").read_text())["options"]["confine"] is True
+
+
+def test_tokenize_takes_what_encode_takes_animated_gifs_and_audio_only_mp4(tmp_path):
+    """A folder's file is whatever its content holds, as with `unitok encode` (a manifest that
+    says "image" still gets an image or an error)."""
+    import shutil
+
+    (tmp_path / "in").mkdir()
+    t = torch.arange(8000) / 16000
+    Audio((0.3 * torch.sin(2 * torch.pi * 440 * t))[None], 16000).save(tmp_path / "sound.m4a")
+    shutil.copy(tmp_path / "sound.m4a", tmp_path / "in" / "sound.mp4")      # an .mp4 with no picture
+    g = torch.Generator().manual_seed(0)
+    unitok.Video(torch.randint(0, 256, (3, 3, 32, 40), dtype=torch.uint8, generator=g), 5).save(
+        tmp_path / "in" / "moving.gif")
+    summary = tokenize(TokenizeConfig([str(tmp_path / "in")], tmp_path / "out", workers=0, progress=False))
+    assert summary.skipped == 0 and summary.documents == 2
+    tok = unitok.load()
+    ds = TokenDataset(tmp_path / "out")
+    for i, name in enumerate(["moving.gif", "sound.mp4"]):
+        want = tok.encode(tmp_path / "in" / name)
+        assert np.array_equal(ds[i]["ids"], want.ids) and ds[i]["spans"] == want.spans
+    assert [s.modality for s in ds[0]["spans"]] == ["video"] and [s.modality for s in ds[1]["spans"]] == ["audio"]

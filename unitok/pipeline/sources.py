@@ -53,7 +53,9 @@ class Blob:
 class Record:
     """One input document before tokenization.
 
-    ``parts``: ``(kind, value)`` in document order; ``kind`` is text/image/video/audio and
+    ``parts``: ``(kind, value)`` in document order; ``kind`` is text/image/video/audio as a
+    manifest names it, or "media" where only a file name suggested it (a folder's file, a tar
+    member), which the worker takes as whatever the content holds, as ``unitok encode`` does; and
     ``value`` a ``str`` (inline text), a ``Path`` (a file) or a ``Blob`` (a tar member).
     """
 
@@ -220,7 +222,7 @@ def count_records(inputs: list[str]) -> int | None:
 
 
 def _file_record(index: int, path: Path, rid: str) -> Record:
-    kind = kind_of(path)
+    kind = _inferred_kind(path)
     if kind is None:
         return Record(index, rid, str(path), "file", error="unknown file type; expected text (.txt, .md, ...), "
                                                            "image, video or audio")
@@ -407,8 +409,15 @@ def _tar_records(path: str, counter: _Counter, max_member_bytes: int) -> Iterato
         yield Record(counter.take(), path, path, "input", error="tar shard holds no sample")
 
 
+def _inferred_kind(name) -> str | None:
+    """A part's kind from a file name alone: "text", "media" (an image, video or audio file: the
+    content decides which, so an animated .gif is a video and an audio-only .mp4 is audio) or None."""
+    kind = kind_of(name)
+    return None if kind is None else "text" if kind == "text" else "media"
+
+
 def _member_kind(suffix: str) -> str | None:
-    return kind_of("x." + suffix.rsplit(".", 1)[-1])
+    return _inferred_kind("x." + suffix.rsplit(".", 1)[-1])
 
 
 def _fill_from_sample(record: Record, sample: dict, path: str) -> None:
