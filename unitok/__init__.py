@@ -5,19 +5,52 @@ groups for next-group-of-tokens prediction.
     >>> tok = unitok.load()
     >>> seq = tok.encode(["A caption", unitok.Image.open("cat.jpg")])
     >>> parts = tok.decode(seq)
+
+The public names below are imported on first use (PEP 562), so that ``import unitok`` and the
+``unitok`` command's help and argument errors answer without loading torch and the codecs.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import ConfigError, MediaError, TokenSequenceError, UnitokError
-from .media import Audio, Image, Video
-from .sequence import Decoded, Repair, Span, TokenSequence
-from .space import TokenSpace
-from .tokenizer import UniTokenizer, load
-from . import text  # noqa: E402  (registers the text tokenizer type)
 
 __version__ = "0.2.0"
+
+_LAZY = {
+    "load": "tokenizer", "UniTokenizer": "tokenizer",
+    "TokenSpace": "space",
+    "TokenSequence": "sequence", "Span": "sequence", "Decoded": "sequence", "Repair": "sequence",
+    "Image": "media", "Video": "media", "Audio": "media",
+}
 
 __all__ = [
     "load", "UniTokenizer", "TokenSpace", "TokenSequence", "Span", "Decoded", "Repair",
     "Image", "Video", "Audio",
     "UnitokError", "MediaError", "TokenSequenceError", "ConfigError",
 ]
+
+if TYPE_CHECKING:   # what type checkers and IDEs see
+    from .media import Audio, Image, Video
+    from .sequence import Decoded, Repair, Span, TokenSequence
+    from .space import TokenSpace
+    from .tokenizer import UniTokenizer, load
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    try:   # a subpackage used as an attribute: unitok.text, unitok.image, unitok.pipeline, ...
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -231,6 +232,7 @@ def cmd_encode(args) -> int:
     files, failures = _expand(args.inputs, lambda p: kind_of(p) is not None)
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
+    where = _mirror(files, out_dir)
     allowed = "all" if "all" in args.allowed_special else set(args.allowed_special)
     done = tokens = 0
     for path in _progress(files, "encode"):
@@ -247,8 +249,10 @@ def cmd_encode(args) -> int:
                 item = open_media(path)
             seq = tok.encode(item, bos=args.bos, eos=args.eos, allowed_special=allowed)
             data = seq.to_dict()
-            data["source"] = path.name
-            (out_dir / (path.name + TOKEN_SUFFIX)).write_text(json.dumps(data) + "\n")
+            data["source"] = path.name          # decode gives the part its name and text its extension back
+            target = where[path].with_name(path.name + TOKEN_SUFFIX)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(data) + "\n")
             done += 1
             tokens += len(seq)
         except UnitokError as e:
@@ -256,21 +260,71 @@ def cmd_encode(args) -> int:
     return _report(failures, done, "encoded", f" ({tokens} tokens) to {out_dir}", started)
 
 
-def _output_name(token_file: Path, kind: str, index: int, count: int) -> str:
-    """``notes.txt.tokens.json`` -> ``notes.txt``; ``photo.jpg.tokens.json`` -> ``photo.png``;
-    several parts -> ``photo.part0.txt``, ``photo.part1.png``, ..."""
+def _mirror(files: list[Path], out_dir: Path) -> dict[Path, Path]:
+    """Where each input's output goes: ``out_dir`` + its path below the inputs' common folder, so
+    ``a/pic.png`` and ``b/pic.png`` give ``OUT/a/...`` and ``OUT/b/...`` instead of one file."""
+    if not files:
+        return {}
+    root = Path(os.path.commonpath([str(p.resolve().parent) for p in files]))
+    return {p: out_dir / p.resolve().relative_to(root) for p in files}
+
+
+def _source_name(token_file: Path, data_source) -> str:
+    """The file a token file was made from: its recorded ``source``, else its own name without
+    the token suffix (``notes.py.tokens.json`` -> ``notes.py``)."""
+    if isinstance(data_source, str) and data_source and Path(data_source).name == data_source:
+        return data_source
     name = token_file.name
     for suffix in (TOKEN_SUFFIX, ".json", ".txt"):
         if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    path = Path(name)
-    if kind == "text":
-        ext = path.suffix if path.suffix.lower() in TEXT_SUFFIXES else ".txt"
-    else:
-        ext = PART_SUFFIX[kind]
-    stem = path.stem if path.suffix else name
-    return f"{stem}.part{index}{ext}" if count > 1 else f"{stem}{ext}"
+            return name[: -len(suffix)]
+    return name
+
+
+def _recorded_source(token_file: Path):
+    """The ``source`` a token file of ``unitok encode`` records (None for bare id lists)."""
+    try:
+        data = json.loads(token_file.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return data.get("source") if isinstance(data, dict) else None
+
+
+def _claim(folder: Path, source: str, kinds: list[str], token_file: Path, claimed: dict,
+           originals: dict) -> list[Path]:
+    """Output paths for one token file's parts, never one another input of this run writes: the
+    short names (``photo.png``) unless they are another input's original name or already written,
+    then the long ones (``photo.jpg.png``); a clash even then is an error, not an overwrite."""
+    others = originals.get(folder, set()) - {source}
+    targets = [folder / n for n in _output_names(source, kinds)]
+    if any(t.name in others or t in claimed for t in targets):
+        targets = [folder / n for n in _output_names(source, kinds, long=True)]
+    for t in targets:
+        if t in claimed:
+            raise UnitokError(f"its part would overwrite {t}, written for {claimed[t]}; decode the two into "
+                              f"separate folders")
+    claimed.update((t, token_file) for t in targets)
+    return targets
+
+
+def _output_names(source: str, kinds: list[str], *, long: bool = False) -> list[str]:
+    """``notes.py`` + text -> ``notes.py`` (text keeps its extension); ``photo.jpg`` + image ->
+    ``photo.png`` (or ``photo.jpg.png`` with ``long``, when two sources would meet); several
+    parts -> ``photo.part0.txt``, ``photo.part1.png``, ..."""
+    from .media import kind_of   # here, like every heavy import of this module: help answers without torch
+
+    path = Path(source)
+    stem = source if long or not path.suffix else path.stem
+    names = []
+    for i, kind in enumerate(kinds):
+        if kind == "text":
+            ext = path.suffix if path.suffix and kind_of(path) in ("text", None) else ".txt"
+            if long and ext == path.suffix:
+                ext = ""
+        else:
+            ext = PART_SUFFIX[kind]
+        names.append(f"{stem}.part{i}{ext}" if len(kinds) > 1 else f"{stem}{ext}")
+    return names
 
 
 def cmd_decode(args) -> int:
@@ -284,6 +338,13 @@ def cmd_decode(args) -> int:
     files, failures = _expand(args.inputs, lambda p: p.name.endswith(TOKEN_SUFFIX))
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
+    where = _mirror(files, out_dir)
+    # the files the inputs were made from, per output folder: a decoded part never takes the name
+    # of another input's original (photo.jpg -> photo.png would meet photo.png's own decode)
+    originals: dict[Path, set[str]] = {}
+    for p in files:
+        originals.setdefault(where[p].parent, set()).add(_source_name(p, None))
+    claimed: dict[Path, Path] = {}     # output file -> the token file that wrote it in this run
     done = parts = 0
     for path in _progress(files, "decode"):
         try:
@@ -293,9 +354,11 @@ def cmd_decode(args) -> int:
                 print(f"repaired: {path}: {r}", file=sys.stderr)
             if not decoded:
                 raise UnitokError("no parts to write (the ids decode to nothing)")
-            for i, item in enumerate(decoded):
-                kind = "text" if isinstance(item, str) else type(item).__name__.lower()
-                target = out_dir / _output_name(path, kind, i, len(decoded))
+            kinds = ["text" if isinstance(item, str) else type(item).__name__.lower() for item in decoded]
+            source = _source_name(path, _recorded_source(path))
+            targets = _claim(where[path].parent, source, kinds, path, claimed, originals)
+            for item, kind, target in zip(decoded, kinds, targets):
+                target.parent.mkdir(parents=True, exist_ok=True)
                 if kind == "text":
                     target.write_bytes(item.encode("utf-8", "surrogateescape"))
                 else:
