@@ -64,3 +64,54 @@ def test_help_does_not_load_torch():
             "print(sorted(m for m in ('torch', 'av', 'numpy', 'unitok.tokenizer') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_device_errors_are_one_line_not_tracebacks(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:         # a name that is no device: a usage error
+        main(["info", "--device", "gpu"])
+    assert e.value.code == 2 and "not a torch device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        code, _, err = run(capsys, "info", "--device", "cuda")
+        assert code == 1 and "no CUDA GPU" in err and "Traceback" not in err
+
+
+def test_bitrate_zero_is_a_usage_error(capsys, tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        main(["encode", str(tmp_path), "-o", str(tmp_path / "o"), "--bitrate", "0"])
+    assert e.value.code == 2 and "positive" in capsys.readouterr().err
+
+
+def test_info_json_into_a_closed_pipe_is_quiet():
+    script = "import sys; sys.stdout.flush(); sys.stdin.close()"
+    info = subprocess.Popen([sys.executable, "-m", "unitok.cli", "info", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    reader = subprocess.run([sys.executable, "-c", script], stdin=info.stdout)
+    info.stdout.close()                          # the reader has gone: the pipe is closed
+    err = info.stderr.read().decode()
+    info.wait(timeout=120)
+    assert reader.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_an_empty_text_file_round_trips(capsys, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "empty.txt").write_bytes(b"")
+    assert run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "tok")[0] == 0
+    code, _, err = run(capsys, "decode", tmp_path / "tok", "-o", tmp_path / "out")
+    assert code == 0, err
+    assert (tmp_path / "out" / "empty.txt").read_bytes() == b""
+
+
+def test_an_output_that_cannot_be_written_is_reported_per_file(capsys, tmp_path):
+    """A read-only or full folder fails each write with an OSError; here a folder sits where the
+    token file should go (that stops root too)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("some text")
+    (tmp_path / "in" / "b.txt").write_text("more text")
+    (tmp_path / "out" / "a.txt.tokens.json").mkdir(parents=True)
+    code, _, err = run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "out")
+    assert code == 1 and "cannot write" in err and "a.txt" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "b.txt.tokens.json").is_file()          # the others are still written

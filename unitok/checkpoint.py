@@ -178,6 +178,31 @@ def load_weights(folder: str | Path) -> dict:
     return state
 
 
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda|mps|xpu)(:\d+)?$")
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a torch device that exists on this machine, or a ConfigError that says why
+    (a misspelt name, or a GPU that torch cannot see) and what to pass instead."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
+        raise ConfigError(f"device {device!r} is not a torch device; use cpu, cuda, cuda:N or mps")
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise ConfigError(f"device {device!r}: torch sees no CUDA GPU here (no GPU, no driver, or a CPU-only "
+                              f"torch build); use --device cpu")
+        if index and int(index) >= count:
+            raise ConfigError(f"device {device!r}: torch sees {count} CUDA GPU(s), cuda:0..cuda:{count - 1}")
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: the MPS backend is not available here; use --device cpu")
+    elif kind == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        raise ConfigError(f"device {device!r}: no XPU is available here; use --device cpu")
+    return torch.device(device)
+
+
 def load_pretrained(folder: str | Path, **kwargs):
     """Load any registered tokenizer from its checkpoint folder."""
     config = read_config(folder)
@@ -368,6 +393,7 @@ class Pretrained:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, device: str = "cpu"):
+        device = check_device(device)
         data = read_config(folder)
         source = str(Path(folder) / CONFIG_NAME)
         if data["type"] != cls.checkpoint_type:

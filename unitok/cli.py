@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,10 +29,30 @@ PART_SUFFIX = {"image": ".png", "video": ".mp4", "audio": ".wav"}
 TEXT_SUFFIXES = (".txt", ".md", ".rst")
 
 
+def _device(text: str) -> str:
+    """argparse type of --device: a well-formed name (whether that device exists is checked when the
+    suite loads, which needs torch)."""
+    if not re.match(r"^(cpu|cuda|mps|xpu)(:\d+)?$", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device; use cpu, cuda, cuda:N or mps")
+    return text
+
+
+def _kbps(text: str) -> float:
+    """argparse type of --bitrate: a positive number of kbit/s."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of kbit/s") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} kbit/s: the bitrate must be a positive number, e.g. 1.5, 3 or 6")
+    return value
+
+
 def _suite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", metavar="DIR", default=None,
                    help="tokenizer suite folder (default: the suite bundled with unitok)")
-    p.add_argument("--device", default="cpu", help="torch device for media tokenizers, e.g. cuda (default: cpu)")
+    p.add_argument("--device", default="cpu", type=_device,
+                   help="torch device for media tokenizers: cpu, cuda, cuda:N or mps (default: cpu)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     _suite_args(p)
     p.add_argument("--bos", action="store_true", help="start each sequence with <|bos|>")
     p.add_argument("--eos", action="store_true", help="end each sequence with <|eos|>")
-    p.add_argument("--bitrate", metavar="KBPS", type=float, default=None,
+    p.add_argument("--bitrate", metavar="KBPS", type=_kbps, default=None,
                    help="audio: the highest bitrate to use, in kbit/s (e.g. 1.5, 3, 6); picks the number of "
                         "residual levels (default: all levels)")
     p.add_argument("--allowed-special", metavar="TOKEN", action="append", default=[],
@@ -109,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--eos", action="store_true", help="end each document with <|eos|> (usual for LM training)")
     p.add_argument("--allowed-special", metavar="TOKEN", action="append", default=[],
                    help="a special token of the text vocabulary to recognise inside text (repeatable; 'all')")
-    p.add_argument("--bitrate", metavar="KBPS", type=float, default=None,
+    p.add_argument("--bitrate", metavar="KBPS", type=_kbps, default=None,
                    help="audio: the highest bitrate to use, in kbit/s (default: all levels)")
     p.add_argument("--max-tokens", type=int, default=1 << 24, metavar="N",
                    help="skip documents of more tokens than this (default: 16777216)")
@@ -257,7 +278,13 @@ def cmd_encode(args) -> int:
             tokens += len(seq)
         except UnitokError as e:
             failures.append((str(path), getattr(e, "reason", None) or str(e)))
+        except OSError as e:     # the token file could not be written (a read-only or full folder)
+            failures.append((str(path), _write_error(e)))
     return _report(failures, done, "encoded", f" ({tokens} tokens) to {out_dir}", started)
+
+
+def _write_error(e: OSError) -> str:
+    return f"cannot write {e.filename}: {e.strerror or e}" if e.filename else f"cannot write the output ({e})"
 
 
 def _mirror(files: list[Path], out_dir: Path) -> dict[Path, Path]:
@@ -352,7 +379,9 @@ def cmd_decode(args) -> int:
             decoded = tok.decode(seq.ids, strict=not args.lenient, fingerprint=seq.fingerprint)
             for r in decoded.repairs:
                 print(f"repaired: {path}: {r}", file=sys.stderr)
-            if not decoded:
+            if not decoded and not len(seq.ids):
+                decoded = [""]        # an empty text file encodes to no id at all; it comes back empty
+            elif not decoded:
                 raise UnitokError("no parts to write (the ids decode to nothing)")
             kinds = ["text" if isinstance(item, str) else type(item).__name__.lower() for item in decoded]
             source = _source_name(path, _recorded_source(path))
@@ -367,8 +396,10 @@ def cmd_decode(args) -> int:
             done += 1
         except UnitokError as e:
             position = getattr(e, "position", None)
-            where = f" (at id {position})" if position is not None else ""
-            failures.append((str(path), (getattr(e, "reason", None) or str(e)) + where))
+            at = f" (at id {position})" if position is not None else ""
+            failures.append((str(path), (getattr(e, "reason", None) or str(e)) + at))
+        except OSError as e:     # the output could not be written (a read-only or full folder)
+            failures.append((str(path), _write_error(e)))
     return _report(failures, done, "decoded", f" into {parts} part(s) in {out_dir}", started)
 
 
@@ -474,6 +505,16 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UnitokError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:      # `unitok info --json | head`: the reader left; say nothing more
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141               # 128 + SIGPIPE, what a shell reports for a command its pipe closed
+    except OSError as e:         # a read-only or full output folder, outside any one input's handling
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -258,6 +258,7 @@ class UniTokenizer:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, device: str = "cpu") -> "UniTokenizer":
+        checkpoint.check_device(device)     # before anything is read: a bad device is the user's first error
         folder = Path(folder)
         if not folder.is_dir():
             raise ConfigError(f"{folder}: tokenizer suite folder not found")
