@@ -48,6 +48,38 @@ def _kbps(text: str) -> float:
     return value
 
 
+def _positive(cast):
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {cast.__name__}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text}: must be a positive number")
+        return value
+    parse.__name__ = cast.__name__
+    return parse
+
+
+def _preprocess_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("preprocessing (before tokenizing; none by default)")
+    g.add_argument("--max-pixels", type=_positive(int), metavar="N",
+                   help="scale pictures and video frames larger than N pixels down to about N, keeping the aspect "
+                        "ratio, sides rounded to the tokenizer's stride (Qwen2-VL's max_pixels)")
+    g.add_argument("--min-pixels", type=_positive(int), metavar="N", help="scale smaller ones up to about N")
+    g.add_argument("--target-pixels", type=_positive(int), metavar="N",
+                   help="scale every picture and frame to about N pixels (Emu3's target area)")
+    g.add_argument("--max-fps", type=_positive(float), metavar="F", help="video faster than F frames/s keeps the "
+                                                                           "frames nearest an F clock")
+    g.add_argument("--max-duration", type=_positive(float), metavar="S",
+                   help="keep the first S seconds of each video and audio")
+
+
+def _preprocess(args) -> dict:
+    names = ("max_pixels", "min_pixels", "target_pixels", "max_fps", "max_duration")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
 def _suite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", metavar="DIR", default=None,
                    help="tokenizer suite folder (default: the suite bundled with unitok)")
@@ -66,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Show the tokenizers of a suite and the id ranges of its token space.")
     _suite_args(p)
     p.add_argument("--json", action="store_true", help="print the token-space manifest as JSON instead of a table")
+    _preprocess_args(p)
 
     p = sub.add_parser("encode", help="encode files to token files",
                        description="Encode each input file (text, image, video or audio, chosen by extension) "
@@ -82,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-special", metavar="TOKEN", action="append", default=[],
                    help="a special token of the text vocabulary to recognise inside text (repeatable; "
                         "'all' for every one). By default special-token strings are plain text.")
+    _preprocess_args(p)
 
     p = sub.add_parser("decode", help="decode token files back to files",
                        description="Decode token files (written by 'unitok encode', a JSON list of ids, or ids "
@@ -138,6 +172,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="every file a record names must lie inside its input: a folder's files (links resolved) "
                         "inside the folder, a manifest's media inside the manifest's folder; other records are "
                         "skipped with the reason (recorded in run.json)")
+    _preprocess_args(p)
     p.add_argument("--limit", metavar="NAME=VALUE", action="append", default=[], type=_limit,
                    help="raise or lower a media limit for this run, e.g. --limit max_frames=1000000 or "
                         "--limit max_seconds=36000 (repeatable; the names are the fields of "
@@ -223,7 +258,40 @@ def _report(failures, done: int, what: str, extra: str, started: float) -> int:
     return 1 if failures else 0
 
 
+def _token_counts(tok, preprocess) -> list[str]:
+    """Lines of ``unitok info``: tokens per picture size, per second of video and of audio, under
+    ``preprocess`` (computed from the layouts; nothing is encoded)."""
+    lines = []
+    if "image" in tok.media:
+        stride = tok.media["image"].pixel_stride
+        cells = []
+        for h, w in ((256, 256), (512, 512), (1024, 1024), (3024, 4032)):
+            H, W = preprocess.size(h, w, stride)
+            shown = f"{w}x{h}" + (f" (as {W}x{H})" if (H, W) != (h, w) else "")
+            cells.append(f"{shown}: {tok.segment_tokens('image', {'height': H, 'width': W}):,}")
+        lines.append("image: " + "; ".join(cells))
+    if "video" in tok.media:
+        stride = tok.media["video"].pixel_stride
+        H, W = preprocess.size(256, 256, stride)
+        fps = min(25, preprocess.max_fps or 25)
+        per = [tok.segment_tokens("video", {"frames": max(1, round(fps * s)), "height": H, "width": W,
+                                            "fps_num": int(fps), "fps_den": 1}) for s in (1, 10)]
+        lines.append(f"video {W}x{H} at {fps:g} fps: {per[0]:,} tokens for 1 s, {per[1]:,} for 10 s "
+                     f"(~{(per[1] - per[0]) / 9:,.0f} per second)")
+    if "audio" in tok.media:
+        codec = tok.media["audio"]
+        rate = codec.sample_rate
+        cells = [f"{kbps:.3g} kbps: {(codec.frame_rate * k):,.0f}" for k, kbps in codec.bitrates.items()
+                 if k in (1, codec.levels // 2, codec.levels)]
+        lines.append("audio tokens per second: " + "; ".join(cells) + f" (+{2 + sum(codec.header_widths())} a part; "
+                     f"{rate} Hz model)")
+    return lines
+
+
 def cmd_info(args) -> int:
+    from .media import Preprocess
+
+    preprocess = Preprocess(**_preprocess(args))
     tok = _load(args)
     if args.json:
         print(tok.space.to_json())
@@ -236,15 +304,25 @@ def cmd_info(args) -> int:
     if missing:
         print(f"not in this suite: {', '.join(missing)}")
     print()
+    print("tokens per item" + (f" under {preprocess.to_json()}" if preprocess.active else "") + ":")
+    for line in _token_counts(tok, preprocess):
+        print("  " + line)
+    print()
     print(tok.space.table())
     return 0
 
 
 def cmd_encode(args) -> int:
-    from .media import kind_of, open_media
+    from .media import Preprocess, kind_of, open_media
 
     started = time.perf_counter()
+    try:
+        preprocess = Preprocess(**_preprocess(args))
+    except UnitokError as e:
+        print(f"unitok encode: error: {e}", file=sys.stderr)
+        return 2
     tok = _load(args)
+    tok.preprocess = preprocess
     if args.bitrate is not None:
         if "audio" not in tok.media:
             raise UnitokError("--bitrate applies to audio, but this suite has no audio tokenizer")
@@ -428,7 +506,8 @@ def cmd_tokenize(args) -> int:
     cfg = TokenizeConfig(
         inputs=args.inputs, output=args.output, suite=args.suite, shard_size=args.shard_size,
         options=Options(bos=args.bos, eos=args.eos, allowed_special=allowed, bitrate=args.bitrate,
-                        max_tokens=args.max_tokens, limits=dict(args.limit), confine=args.confine),
+                        max_tokens=args.max_tokens, limits=dict(args.limit), confine=args.confine,
+                        preprocess=_preprocess(args)),
         workers=args.workers, engine=args.engine, device=args.device, resume=args.resume, overwrite=args.overwrite,
         on_error=args.on_error, plugins=tuple(args.plugin), batch=args.batch,
         progress=False if args.no_progress else None, ray_address=args.ray_address)

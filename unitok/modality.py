@@ -62,6 +62,12 @@ class MediaTokenizer(Pretrained, nn.Module):
                 raise TokenSequenceError(f"{self.modality} header field {name!r} is {value}, must be >= 1")
 
     @property
+    def pixel_stride(self) -> int:
+        """Pixels per latent position along a side (1 for a codec without a grid): what resize
+        policies (``unitok.media.Preprocess``) round sizes to, so no token pays for padding."""
+        return int(getattr(self, "downsample", 1))
+
+    @property
     def device(self) -> torch.device:
         for p in self.parameters():
             return p.device

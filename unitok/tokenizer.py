@@ -30,7 +30,7 @@ import numpy as np
 from . import checkpoint
 from .errors import ConfigError, MediaError, TokenSequenceError
 from .layout import FOREIGN, Sequential
-from .media import DEFAULT_LIMITS, Audio, Image, MediaLimits, Video, check_document_bytes, open_media
+from .media import DEFAULT_LIMITS, Audio, Image, MediaLimits, Preprocess, Video, check_document_bytes, open_media
 from .sequence import Decoded, Repair, Span, TokenSequence
 from .space import BEGIN, END, MEDIA_MODALITIES, TokenSpace
 
@@ -62,11 +62,14 @@ class UniTokenizer:
             lenient decoding would pad them to). Change it later with ``tok.max_tokens = n``.
         limits: ``MediaLimits`` for the media files ``encode`` opens (``pathlib.Path`` parts) and
             for the size a decoded header may ask for; see :attr:`limits`.
+        preprocess: ``unitok.media.Preprocess``: the size, frame rate and duration media are
+            brought to before they are encoded (resize policies; none by default). Settable later
+            (``tok.preprocess = Preprocess(max_pixels=...)``).
     """
 
     def __init__(self, text, media: dict | None = None, *, text_group_size: int = 1,
                  max_segment_tokens: int = DEFAULT_MAX_SEGMENT_TOKENS, max_tokens: int = DEFAULT_MAX_TOKENS,
-                 limits=None):
+                 limits=None, preprocess: Preprocess | None = None):
         media = dict(media or {})
         for name, codec in media.items():
             if name not in MEDIA_MODALITIES:
@@ -81,6 +84,7 @@ class UniTokenizer:
         self.max_tokens = max_tokens
         if limits is not None:
             self.limits = limits
+        self.preprocess = preprocess or Preprocess()
         components = {"text": text.fingerprint, "text_layout": json.dumps(self.text_layout.config())}
         components.update({m: c.fingerprint for m, c in self.media.items()})
         self.space = TokenSpace(text.n_vocab, {m: c.codebook_sizes for m, c in self.media.items()}, components)
@@ -110,16 +114,25 @@ class UniTokenizer:
             if hasattr(codec, "limits"):
                 codec.limits = value
 
-    def with_limits(self, limits=None, *, max_tokens: int | None = None) -> "UniTokenizer":
-        """A copy with other ``limits`` and/or ``max_tokens`` that shares this suite's models (and
-        leaves this one as it is)."""
+    def with_limits(self, limits=None, *, max_tokens: int | None = None,
+                    preprocess: Preprocess | None = None) -> "UniTokenizer":
+        """A copy with other ``limits``, ``max_tokens`` and/or ``preprocess`` that shares this
+        suite's models (and leaves this one as it is)."""
         other = copy.copy(self)
         other.media = {m: copy.copy(c) for m, c in self.media.items()}   # new attributes, same weights
         if limits is not None:
             other.limits = limits
         if max_tokens is not None:
             other.max_tokens = max_tokens
+        if preprocess is not None:
+            other.preprocess = preprocess
         return other
+
+    def segment_tokens(self, modality: str, header: dict[str, int]) -> int:
+        """Tokens of one media part with this header (begin, shape tokens, body, end), computed
+        from the layout alone: nothing is encoded."""
+        codec = self.media[modality]
+        return 2 + sum(codec.header_widths()) + len(codec.layout(header))
 
     # -- encode ------------------------------------------------------------------------------------
 
@@ -161,6 +174,8 @@ class UniTokenizer:
             elif modality not in self.media:
                 raise ConfigError(f"part {i} is {'an' if modality[0] in 'aeiou' else 'a'} {modality}, but this "
                                   f"suite has no {modality} tokenizer (it has: {', '.join(self.modalities)})")
+            else:
+                item = self.preprocess.apply(item, self.media[modality].pixel_stride)
             parts.append((modality, item))
             if modality == "video" and item.audio is not None and "audio" in self.media:
                 # the sound track becomes its own audio segment right after the video; without an

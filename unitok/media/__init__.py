@@ -27,6 +27,8 @@ Modules (dependencies point down the list; import the public names from ``unitok
 - ``output``: output paths, atomic writes, the GIF encoder.
 - ``image`` / ``audio`` / ``video``: one media type each: its value type, reading and writing.
 - ``dispatch``: ``open_media``, ``kind_of`` and the extension sets, a document's byte budget.
+- ``resize``: ``Preprocess``, the resize (max/min/target pixels), frame-rate and duration policies
+  applied before tokenizing.
 """
 
 from __future__ import annotations
@@ -37,10 +39,11 @@ from .dispatch import (AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, TEXT_EXTENSIONS, VIDE
 from .image import Image
 from .inputs import Source  # the type of every `open` argument, for annotations
 from .limits import DEFAULT_LIMITS, MediaLimits
+from .resize import Preprocess
 from .video import Video
 
 __all__ = [
-    "Image", "Video", "Audio", "MediaLimits", "DEFAULT_LIMITS", "open_media", "kind_of",
+    "Image", "Video", "Audio", "MediaLimits", "DEFAULT_LIMITS", "Preprocess", "open_media", "kind_of",
     "decoded_bytes", "check_document_bytes",
     "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "AUDIO_EXTENSIONS", "TEXT_EXTENSIONS",
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, MediaError, UnitokError
-from ..media import DEFAULT_LIMITS, MediaLimits, check_document_bytes, open_media
+from ..media import DEFAULT_LIMITS, MediaLimits, Preprocess, check_document_bytes, open_media
 from .shards import GROUP_DTYPE, Document, Skipped, id_dtype
 from .sources import Blob, Record
 
@@ -32,11 +32,16 @@ class Options:
     # MediaLimits fields (max_pixels, max_frames, max_seconds, ...) that differ from the defaults
     limits: tuple = ()                      # ((name, value), ...)
     confine: bool = False                   # every file a record names stays inside its input (--confine)
+    # unitok.media.Preprocess fields (max_pixels, target_pixels, max_fps, max_duration, ...) that are set
+    preprocess: tuple = ()                  # ((name, value), ...)
 
     def __post_init__(self):
         if isinstance(self.limits, dict):
             object.__setattr__(self, "limits", tuple(sorted(self.limits.items())))
+        if isinstance(self.preprocess, dict):
+            object.__setattr__(self, "preprocess", tuple(sorted(self.preprocess.items())))
         self.media_limits()   # refuse unknown names and bad values now, not in every worker
+        self.media_preprocess()
 
     def media_limits(self) -> MediaLimits:
         """The ``MediaLimits`` media files are read under."""
@@ -47,6 +52,13 @@ class Options:
         except TypeError as e:
             raise ConfigError(f"limits: {e}; the fields are those of unitok.media.MediaLimits") from None
 
+    def media_preprocess(self) -> Preprocess:
+        """The ``Preprocess`` policy media are brought under before they are encoded."""
+        try:
+            return Preprocess(**dict(self.preprocess))
+        except TypeError as e:
+            raise ConfigError(f"preprocess: {e}; the fields are those of unitok.media.Preprocess") from None
+
     def to_json(self) -> dict:
         data = asdict(self)
         if not isinstance(self.allowed_special, str):
@@ -54,6 +66,9 @@ class Options:
         data.pop("limits")
         if self.limits:   # only when set, so run.json of runs with default limits stays as it was
             data["limits"] = dict(self.limits)
+        data.pop("preprocess")
+        if self.preprocess:
+            data["preprocess"] = dict(self.preprocess)
         return data
 
 
@@ -110,11 +125,12 @@ class Worker:
 
     def __init__(self, tok, options: Options):
         self.limits = options.media_limits()
-        if options.limits or tok.max_tokens < options.max_tokens:
-            # the run's limits apply to the suite too (the image codec refuses pictures over its
-            # limits); on a copy that shares the models, so the caller's suite is left as it is
-            tok = tok.with_limits(self.limits if options.limits else None,
-                                  max_tokens=max(tok.max_tokens, options.max_tokens))
+        # the run's limits, preprocessing and bitrate apply to the suite too (the image codec refuses
+        # pictures over its limits); on a copy that shares the models, so the caller's suite is left
+        # as it is
+        tok = tok.with_limits(self.limits if options.limits else None,
+                              max_tokens=max(tok.max_tokens, options.max_tokens),
+                              preprocess=options.media_preprocess())
         self.tok = tok
         self.options = options
         self.dtype = id_dtype(len(tok.space))
