@@ -115,3 +115,23 @@ def test_an_output_that_cannot_be_written_is_reported_per_file(capsys, tmp_path)
     code, _, err = run(capsys, "encode", tmp_path / "in", "-o", tmp_path / "out")
     assert code == 1 and "cannot write" in err and "a.txt" in err and "Traceback" not in err
     assert (tmp_path / "out" / "b.txt.tokens.json").is_file()          # the others are still written
+
+
+def test_progress_in_a_log_is_plain_lines():
+    import io
+
+    from unitok.progress import Progress
+
+    log = io.StringIO()                       # not a terminal: no bar, no carriage returns
+    with Progress(4, "tokenize", "rec", every=0.0, stream=log) as p:
+        for _ in range(4):
+            p.update(1)
+            p.note("12 tok/s")
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 5
+    assert lines[0].startswith("tokenize: 1/4 rec (25%)") and "ETA" in lines[0]
+    assert lines[-1].endswith("12 tok/s (done)")
+    quiet = io.StringIO()                     # short work in a log prints nothing at all
+    with Progress(4, "encode", "file", every=60.0, stream=quiet) as p:
+        p.update(4)
+    assert quiet.getvalue() == ""

@@ -243,9 +243,9 @@ def _expand(inputs: list[str], accept) -> tuple[list[Path], list[tuple[str, str]
 
 
 def _progress(items, desc: str):
-    from tqdm import tqdm
+    from .progress import progress
 
-    return tqdm(items, desc=desc, unit="file", disable=None if len(items) > 1 else True, leave=False)
+    return progress(items, desc, "file", enabled=None if len(items) > 1 else False)
 
 
 def _report(failures, done: int, what: str, extra: str, started: float) -> int:

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from tqdm import tqdm
-
 from ..errors import ConfigError, UnitokError
+from ..progress import Progress
 from ..space import MANIFEST_VERSION, check_space_version
 from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, RUN_FILE, Document, ShardContent, Skipped,
                      canonical_json, complete_shards, id_dtype, owned_paths, shard_name, write_atomic, write_shard)
@@ -246,9 +245,8 @@ class Assembler:
                 self.written[k] = self.writing.pop(k).result()
 
 
-def _progress(enabled: bool | None, total: int | None):
-    return tqdm(total=total, unit="rec", desc="tokenize", disable=(None if enabled is None else not enabled),
-                dynamic_ncols=True, smoothing=0.1)
+def _progress(enabled: bool | None, total: int | None) -> Progress:
+    return Progress(total, "tokenize", "rec", enabled=enabled)
 
 
 def _pending(records: Iterable, kept: set[int], size: int, counter: list) -> Iterator:
@@ -325,11 +323,11 @@ def tokenize(cfg: TokenizeConfig, *, tok=None, on_result: Callable | None = None
             summary.records_done += 1
             if isinstance(result, Document):
                 summary.tokens += len(result.ids)
-            bar.update(1)
             now = time.perf_counter()
             if now - tick > 0.5:
                 tick = now
-                bar.set_postfix_str(f"{summary.tokens / max(bar.format_dict['elapsed'], 1e-9):,.0f} tok/s", refresh=False)
+                bar.note(f"{summary.tokens / max(bar.elapsed, 1e-9):,.0f} tok/s")
+            bar.update(1)
         assembler.finish(counter[0])
     finally:
         assembler.close()
