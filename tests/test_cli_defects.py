@@ -135,3 +135,11 @@ def test_progress_in_a_log_is_plain_lines():
     with Progress(4, "encode", "file", every=60.0, stream=quiet) as p:
         p.update(4)
     assert quiet.getvalue() == ""
+
+
+def test_a_failure_names_its_file_once(capsys, tmp_path):
+    bad = tmp_path / "bad.tokens.json"
+    bad.write_text('{"ids": [1, 2,')
+    code, _, err = run(capsys, "decode", bad, "-o", tmp_path / "out")
+    line = next(x for x in err.splitlines() if x.startswith("error:"))
+    assert code == 1 and line.count("bad.tokens.json") == 1 and "not valid JSON" in line

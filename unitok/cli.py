@@ -199,6 +199,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plugin", metavar="MODULE", action="append", default=[],
                    help="import MODULE first (e.g. a package registering its own tokenizer types)")
 
+    def _pixels(text: str) -> int:
+        if not text.isdigit() or not 1 <= int(text) <= 4096:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 1 to 4096")
+        return int(text)
+
+    p = sub.add_parser("show", help="draw pictures of tokens (reconstruction per scale, spectrograms, token map)",
+                       description="Draw pictures a person can read into OUT, per input: <name>.scales.png (an "
+                                   "image: the original and the reconstruction after each scale, side by side), "
+                                   "<name>.spectrogram.png (audio: log-mel spectrograms of the original and of "
+                                   "the reconstruction from 1, half and all levels), <name>.frames.png (video: "
+                                   "frames of the original and the reconstruction, and the first frame after "
+                                   "each scale), <name>.tokens.png (any input: one cell per token, hue by "
+                                   "modality, brightness alternating by group) and <name>.show.json, the "
+                                   "legend of every panel and colour. Inputs are media or text files (encoded "
+                                   f"first) or token files (*{TOKEN_SUFFIX}, a JSON list of ids, or ids "
+                                   "separated by spaces).")
+    p.add_argument("inputs", nargs="+", metavar="FILE|DIR", help="media, text or token files, or folders of them")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the pictures (created)")
+    _suite_args(p)
+    p.add_argument("--width", type=_pixels, default=64, metavar="N", help="token map: tokens per row (default: 64)")
+    p.add_argument("--cell", type=_pixels, default=4, metavar="PX",
+                   help="token map: pixels per side of a token's cell (default: 4)")
+
     for name, folder, what in (("train", "recipes", "train_{}.py"), ("bench", "benchmarks", "{}.py")):
         p = sub.add_parser(name, help=f"run a {folder[:-1]} script of a source checkout",
                            description=f"Run {folder}/{what.format('NAME')} from the unitok source checkout "
@@ -250,6 +273,8 @@ def _progress(items, desc: str):
 
 def _report(failures, done: int, what: str, extra: str, started: float) -> int:
     for name, reason in failures:
+        if reason.startswith(f"{name}: "):      # the error named the file already
+            reason = reason[len(name) + 2:]
         print(f"error: {name}: {reason}", file=sys.stderr)
     summary = f"{what} {done} file(s){extra} in {time.perf_counter() - started:.2f} s"
     if failures:
