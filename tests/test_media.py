@@ -738,6 +738,6 @@ def test_public_names_live_in_unitok_media():
     # unitok.media is a package of modules; callers keep importing every public name from the top.
     names = {"DEFAULT_LIMITS", "MediaLimits", "Image", "Video", "Audio", "open_media", "kind_of",
              "decoded_bytes", "check_document_bytes", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS",
-             "AUDIO_EXTENSIONS", "TEXT_EXTENSIONS"}
+             "AUDIO_EXTENSIONS", "TEXT_EXTENSIONS", "Preprocess"}
     assert names == set(unitok.media.__all__)
     assert all(hasattr(unitok.media, n) for n in names)

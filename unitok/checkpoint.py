@@ -418,3 +418,16 @@ class Pretrained:
             state[k] = v.to(expected[k].dtype)
         model.load_state_dict(state)
         return model.to(device).eval()
+
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def load_bundled(cls, modality: str, device: str = "cpu"):
+    """The ``modality`` tokenizer bundled in ``unitok/assets/<modality>`` (a class with
+    ``from_pretrained``), or a ConfigError that says how to get one."""
+    folder = ASSETS / modality
+    if not (folder / CONFIG_NAME).exists():
+        raise ConfigError(f"{folder}: the bundled {modality} tokenizer is missing; reinstall unitok or train one "
+                          f"with `unitok train {modality} --config recipes/configs/{modality}_default.yaml`")
+    return cls.from_pretrained(folder, device=device)

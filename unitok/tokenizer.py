@@ -477,5 +477,5 @@ class _Decoder:
 def load(path: str | Path | None = None, *, device: str = "cpu") -> UniTokenizer:
     """Load a tokenizer suite: the bundled defaults (``unitok/assets``) or a suite folder."""
     if path is None:
-        path = Path(__file__).parent / "assets"
+        path = checkpoint.ASSETS
     return UniTokenizer.from_pretrained(path, device=device)

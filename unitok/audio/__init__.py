@@ -19,8 +19,7 @@ Files: ``config.py`` (the config), ``seanet.py`` (SEANet encoder and decoder), `
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from ..checkpoint import ASSETS, load_bundled
 from ..quantize import RFSQConfig, RVQConfig
 from .config import AudioTokenizerConfig
 from .model import AudioTokenizer
@@ -29,17 +28,12 @@ from .seanet import SEANetDecoder, SEANetEncoder
 from .spectral import ISTFTDecoder, STFTEncoder
 from .streaming import StreamDecoder, resample_blocks
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "audio"
+DEFAULT_DIR = ASSETS / "audio"
 
 
 def load_default(device: str = "cpu") -> AudioTokenizer:
     """The bundled default audio tokenizer (``unitok/assets/audio``)."""
-    from ..errors import ConfigError
-
-    if not (DEFAULT_DIR / "config.json").exists():
-        raise ConfigError(f"{DEFAULT_DIR}: the bundled audio tokenizer is missing; reinstall unitok or train "
-                          f"one with `unitok train audio --config recipes/configs/audio_default.yaml`")
-    return AudioTokenizer.from_pretrained(DEFAULT_DIR, device=device)
+    return load_bundled(AudioTokenizer, "audio", device)
 
 
 __all__ = [

@@ -11,17 +11,16 @@ latent grid and the code maps) is :mod:`unitok.image.spatial`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from ..checkpoint import ASSETS, load_bundled
 from .model import Decoder, Encoder, ImageTokenizer, ImageTokenizerConfig
-from .spatial import SpatialCodec, SpatialConfig, load_bundled
+from .spatial import SpatialCodec, SpatialConfig
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "image"
+DEFAULT_DIR = ASSETS / "image"
 
 
 def load_default(device: str = "cpu") -> ImageTokenizer:
     """The bundled default image tokenizer (``unitok/assets/image``)."""
-    return load_bundled(ImageTokenizer, DEFAULT_DIR, "image", device)
+    return load_bundled(ImageTokenizer, "image", device)
 
 
 __all__ = ["ImageTokenizer", "ImageTokenizerConfig", "SpatialConfig", "SpatialCodec", "Encoder", "Decoder",

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -191,11 +190,3 @@ class SpatialCodec:
 
     def _public(self, maps: list):
         return maps if self.multiscale else maps[0]
-
-
-def load_bundled(cls, folder: Path, modality: str, device: str):
-    """The tokenizer bundled in ``folder`` (``unitok/assets/<modality>``)."""
-    if not (folder / "config.json").exists():
-        raise ConfigError(f"{folder}: the bundled {modality} tokenizer is missing; reinstall unitok or train one "
-                          f"with `unitok train {modality} --config recipes/configs/{modality}_default.yaml`")
-    return cls.from_pretrained(folder, device=device)

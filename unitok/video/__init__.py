@@ -13,17 +13,16 @@ quantizer, see :mod:`unitok.image.spatial`); the other fields are the temporal p
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..image.spatial import SpatialConfig, load_bundled
+from ..checkpoint import ASSETS, load_bundled
+from ..image.spatial import SpatialConfig
 from .model import Decoder, Encoder, VideoTokenizer, VideoTokenizerConfig
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "video"
+DEFAULT_DIR = ASSETS / "video"
 
 
 def load_default(device: str = "cpu") -> VideoTokenizer:
     """The bundled default video tokenizer (``unitok/assets/video``)."""
-    return load_bundled(VideoTokenizer, DEFAULT_DIR, "video", device)
+    return load_bundled(VideoTokenizer, "video", device)
 
 
 __all__ = ["VideoTokenizer", "VideoTokenizerConfig", "SpatialConfig", "Encoder", "Decoder", "load_default"]
