@@ -5,6 +5,7 @@
     unitok decode TOKENS|DIR... -o OUT  token files (or generated id lists) back to files
     unitok tokenize INPUT... -o OUT     a dataset to resumable, memory-mappable token shards
     unitok verify OUT                   check a tokenized dataset and round-trip a sample of it
+    unitok show FILE|DIR... -o OUT      pictures of tokens (per-scale reconstructions, spectrograms, token map)
     unitok train MODALITY [ARGS...]     run recipes/train_<modality>.py (a source checkout)
     unitok bench NAME [ARGS...]         run benchmarks/<name>.py (a source checkout)
 
@@ -556,6 +557,37 @@ def cmd_verify(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_show(args) -> int:
+    from .media import kind_of
+    from .show import output_name, show_file
+
+    started = time.perf_counter()
+    tok = _load(args)
+    files, failures = _expand(args.inputs, lambda p: kind_of(p) is not None or p.name.endswith(TOKEN_SUFFIX))
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    where = _mirror(files, out_dir)
+    claimed: dict[Path, Path] = {}     # <folder>/<name> -> the input whose pictures have that name
+    done = pictures = 0
+    for path in _progress(files, "show"):
+        try:
+            key = where[path].parent / output_name(path)
+            if key in claimed:
+                raise UnitokError(f"its pictures would overwrite those of {claimed[key]} ({key}.*); show the two "
+                                  f"into separate folders")
+            claimed[key] = path
+            pictures += sum(p.suffix == ".png" for p in show_file(tok, path, where[path].parent, width=args.width,
+                                                                   cell=args.cell))
+            done += 1
+        except UnitokError as e:
+            position = getattr(e, "position", None)
+            at = f" (at id {position})" if position is not None else ""
+            failures.append((str(path), (getattr(e, "reason", None) or str(e)) + at))
+        except OSError as e:
+            failures.append((str(path), _write_error(e)))
+    return _report(failures, done, "showed", f" in {pictures} picture(s) in {out_dir}", started)
+
+
 def cmd_script(args) -> int:
     """``unitok train`` / ``unitok bench``: recipes and benchmarks are scripts kept in the source
     tree (hackable, like torchtune's recipes), not part of the installed package."""
@@ -600,7 +632,7 @@ def _run_benchmark(script: Path, argv: list[str]) -> int:
 
 
 COMMANDS = {"info": cmd_info, "encode": cmd_encode, "decode": cmd_decode, "tokenize": cmd_tokenize,
-            "verify": cmd_verify, "train": cmd_script, "bench": cmd_script}
+            "verify": cmd_verify, "show": cmd_show, "train": cmd_script, "bench": cmd_script}
 
 
 def main(argv: list[str] | None = None) -> int:
