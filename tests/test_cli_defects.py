@@ -143,3 +143,30 @@ def test_a_failure_names_its_file_once(capsys, tmp_path):
     code, _, err = run(capsys, "decode", bad, "-o", tmp_path / "out")
     line = next(x for x in err.splitlines() if x.startswith("error:"))
     assert code == 1 and line.count("bad.tokens.json") == 1 and "not valid JSON" in line
+
+
+def test_long_items_report_their_progress():
+    import unitok
+    from unitok import Audio, Video
+    from unitok.progress import ItemProgress
+
+    tok = unitok.load()
+    calls = []
+    for codec in tok.media.values():
+        codec.progress = lambda done, total, unit: calls.append((done, total, unit))
+    t = torch.arange(24000 * 40) / 24000
+    seq = tok.encode(Audio((0.2 * torch.sin(2 * torch.pi * 200 * t))[None], 24000))
+    assert len(calls) > 2 and calls[-1][0] == calls[-1][1] and [c[0] for c in calls] == sorted(c[0] for c in calls)
+    calls.clear()
+    tok.decode(seq)
+    assert len(calls) > 2 and calls[-1][0] == calls[-1][1] == 3000
+    calls.clear()
+    tok.media["video"].window_pixels = 1 << 16          # small windows, so a short clip has several
+    tok.encode(Video(torch.zeros(21, 3, 64, 64, dtype=torch.uint8), 25))
+    assert [c[:2] for c in calls][-1] == (21, 21) and len(calls) > 1
+
+    follow = ItemProgress("encode film.mp4", enabled=False)
+    follow(5, 21, "frame")
+    assert follow.current is not None and follow.current.n == 5
+    follow(21, 21, "frame")
+    assert follow.current is None                          # closed at its total

@@ -272,6 +272,17 @@ def _progress(items, desc: str):
     return progress(items, desc, "file", enabled=None if len(items) > 1 else False)
 
 
+def _follow_items(tok, files: list[Path], verb: str) -> None:
+    """One input: show the progress inside it (a long video or audio file), since the per-file bar
+    has nothing to show. Several inputs: the per-file bar is enough."""
+    if len(files) == 1:
+        from .progress import ItemProgress
+
+        follow = ItemProgress(f"{verb} {files[0].name}")
+        for codec in tok.media.values():
+            codec.progress = follow
+
+
 def _report(failures, done: int, what: str, extra: str, started: float) -> int:
     for name, reason in failures:
         if reason.startswith(f"{name}: "):      # the error named the file already
@@ -360,6 +371,7 @@ def cmd_encode(args) -> int:
     where = _mirror(files, out_dir)
     allowed = "all" if "all" in args.allowed_special else set(args.allowed_special)
     done = tokens = 0
+    _follow_items(tok, files, "encode")
     for path in _progress(files, "encode"):
         try:
             kind = kind_of(path)
@@ -477,6 +489,7 @@ def cmd_decode(args) -> int:
         originals.setdefault(where[p].parent, set()).add(_source_name(p, None))
     claimed: dict[Path, Path] = {}     # output file -> the token file that wrote it in this run
     done = parts = 0
+    _follow_items(tok, files, "decode")
     for path in _progress(files, "decode"):
         try:
             seq = TokenSequence.load(path)

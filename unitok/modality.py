@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 from torch import nn
@@ -33,6 +33,14 @@ class MediaTokenizer(Pretrained, nn.Module):
     modality: ClassVar[str]
     header_fields: ClassVar[tuple[str, ...]]
     header_digits: ClassVar[dict[str, int]] = {}    # shape tokens of a wide field; others take DIM_DIGITS
+    #: called as ``progress(done, total, unit)`` by the long loops of one item's encode and decode
+    #: (video windows, audio chunks); set it on an instance to follow long work, e.g. with
+    #: ``unitok.progress.ItemProgress``
+    progress: Callable[[int, int, str], None] | None = None
+
+    def report_progress(self, done: int, total: int, unit: str) -> None:
+        if self.progress is not None:
+            self.progress(done, total, unit)
 
     @classmethod
     def header_widths(cls) -> list[int]:

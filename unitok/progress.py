@@ -75,6 +75,31 @@ class Progress:
         self.close()
 
 
+class ItemProgress:
+    """A ``MediaTokenizer.progress`` callback for one long item (a film being encoded, an hour of
+    audio being decoded): a :class:`Progress` that appears at the item's first report and closes
+    when the work reaches its total."""
+
+    def __init__(self, desc: str, *, enabled: bool | None = None, every: float = 30.0):
+        self.desc, self.enabled, self.every = desc, enabled, every
+        self.current: Progress | None = None
+
+    def __call__(self, done: int, total: int, unit: str) -> None:
+        if self.current is None or self.current.total != total or self.current.unit != unit:
+            self.close()
+            if done >= total:        # done in one step: nothing to follow
+                return
+            self.current = Progress(total, self.desc, unit, enabled=self.enabled, every=self.every)
+        self.current.update(done - self.current.n)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+
 def progress(items: Iterable, desc: str, unit: str = "it", *, enabled: bool | None = None,
              every: float = 30.0) -> Iterator:
     """``items`` with a :class:`Progress` over them (``len(items)`` as the total when it has one)."""

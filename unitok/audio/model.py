@@ -258,8 +258,8 @@ class AudioTokenizer(MediaTokenizer):
         header = {"levels": n, "sample_rate": item.sample_rate, "samples": item.num_samples}
         rate = item.sample_rate
         blocks = resample_blocks(item.samples, rate, self.sample_rate, self._input_block(rate))
-        codes = encode_blocks(self, blocks, n)
         frames = self.frames(header)
+        codes = encode_blocks(self, blocks, n, total=frames)
         if codes.shape[-1] != frames:   # an invariant of resample_blocks and the padding
             raise AssertionError(f"encoded {codes.shape[-1]} frames, header implies {frames}")
         return header, codes[0].cpu().numpy()

@@ -66,7 +66,10 @@ def decode_chunked(model: AudioTokenizer, codes: torch.Tensor) -> torch.Tensor:
     chunk = model.chunk_samples // hop
     if model.cfg.causal:
         state: dict = {}
-        parts = [model.decoder.stream(model.quantizer.decode(c), state) for c in codes.split(chunk, -1)]
+        parts = []
+        for s, c in zip(range(0, T, chunk), codes.split(chunk, -1)):
+            parts.append(model.decoder.stream(model.quantizer.decode(c), state))
+            model.report_progress(min(T, s + chunk), T, "frame")
         return torch.cat(parts + [model.decoder.flush(state, codes.shape[0])], -1)
     ctx = model.decoder.context_frames() + 1
     parts = []
@@ -74,13 +77,15 @@ def decode_chunked(model: AudioTokenizer, codes: torch.Tensor) -> torch.Tensor:
         a, b = max(0, s - ctx), min(T, s + chunk + ctx)
         y = model.decoder(model.quantizer.decode(codes[..., a:b]))
         parts.append(y[..., (s - a) * hop:(s - a + min(chunk, T - s)) * hop])
+        model.report_progress(min(T, s + chunk), T, "frame")
     return torch.cat(parts, -1)
 
 
 @torch.no_grad()
-def encode_blocks(model: AudioTokenizer, blocks: Iterator[torch.Tensor], n: int) -> torch.Tensor:
+def encode_blocks(model: AudioTokenizer, blocks: Iterator[torch.Tensor], n: int, total: int | None = None) -> torch.Tensor:
     """Mono blocks at the model's rate ([m] each, any sizes) -> codes [1, n, T]. A causal model
-    streams them (bounded memory); a non-causal one gathers the signal and encodes it in windows."""
+    streams them (bounded memory); a non-causal one gathers the signal and encodes it in windows.
+    ``total``: the frames to expect, for ``model.report_progress``."""
     if not model.cfg.causal:
         wav = torch.cat(list(blocks))[None, None]
         return model.encode(wav, n)
@@ -94,6 +99,8 @@ def encode_blocks(model: AudioTokenizer, blocks: Iterator[torch.Tensor], n: int)
                 x = pending[:usable].to(model.device)[None, None]
                 out.append(model.quantizer.encode(model.encoder.stream(x, state), n))
                 pending = pending[usable:]
+                if total:
+                    model.report_progress(min(total, sum(o.shape[-1] for o in out)), total, "frame")
         if pending.shape[0] or not out:
             x = pad_to_hop(pending.to(model.device)[None, None], hop)
             if x.shape[-1] == 0:

@@ -326,6 +326,7 @@ class VideoTokenizer(SpatialCodec, MediaTokenizer):
         start, stop = 0, min(T, 1 + n)
         while start < T:
             out.append(self._encode_frames(x[:, start:stop], state))
+            self.report_progress(stop, T, "frame")
             start, stop = stop, min(T, stop + n)
         return self._public([torch.cat(parts, 1) for parts in zip(*out)])
 
@@ -355,6 +356,7 @@ class VideoTokenizer(SpatialCodec, MediaTokenizer):
             x = self.decode_latent(self._maps_to_latent([m[:, a:a + n] for m in maps]), state)
             x = x[:, :max(0, total - done), :, :H, :W].clamp(0, 1)
             done += x.shape[1]
+            self.report_progress(done, total, "frame")
             if x.shape[1]:
                 yield x
 
