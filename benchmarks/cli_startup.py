@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         *[f"| {name} | {s:.3f} | {m:.0f} |" for name, s, m in rows],
         "",
         "Help and usage errors import neither torch nor the codecs (`unitok/__init__.py` imports its public "
-        "names on first use); `info` and `encode` load the suite, so they pay torch's import.",
+        "names on first use); `info` reads the suite's `suite.json` and `space.json` after checking the sha256 of "
+        "every component file (no model is loaded); `encode` loads the suite, so it pays torch's import.",
     ])
     section = Section("Command-line start-up", body)
     print()

@@ -170,3 +170,36 @@ def test_long_items_report_their_progress():
     assert follow.current is not None and follow.current.n == 5
     follow(21, 21, "frame")
     assert follow.current is None                          # closed at its total
+
+
+def test_info_answers_from_the_suite_files_and_agrees_with_loading(capsys, tmp_path):
+    import shutil
+
+    import unitok
+    from unitok.files import ASSETS
+    from unitok.media import Preprocess
+    from unitok.suiteinfo import cached_description, describe
+
+    cached = cached_description(ASSETS)
+    assert cached is not None, "unitok/assets/suite.json is stale: run `python -m unitok.suiteinfo`"
+    tok = unitok.load()
+    assert cached[0] == describe(tok, Preprocess()) and cached[1].fingerprint == tok.space.fingerprint
+    code, out, _ = run(capsys, "info")
+    assert code == 0 and out.splitlines()[1:len(cached[0]) + 1] == cached[0]
+
+    suite = tmp_path / "suite"                         # a saved suite carries its description too
+    unitok.UniTokenizer(tok.text, {"image": tok.media["image"]}).save_pretrained(suite)
+    assert cached_description(suite) is not None
+    shutil.copy(suite / "text" / "vocab.tiktoken", tmp_path / "v")
+    with open(suite / "image" / "config.json", "a") as f:
+        f.write(" ")                                   # a component changed since: load it instead
+    assert cached_description(suite) is None
+    code, out, _ = run(capsys, "info", "--suite", suite)
+    assert code == 0 and "image: image.vqgan" in out and "not in this suite: video, audio" in out
+
+
+def test_info_does_not_load_torch():
+    code = ("import sys, unitok.cli\nunitok.cli.main(['info'])\n"
+            "print(sorted(m for m in ('torch', 'av') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
 from .errors import ConfigError
+from .files import ASSETS, file_sha256  # noqa: F401  (re-exported: checkpoint users import them from here)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -140,14 +141,6 @@ def save_tensors(path: str | Path, tensors: dict, metadata: dict | None = None) 
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_weights_digest(folder: str | Path, data: dict) -> None:
@@ -418,9 +411,6 @@ class Pretrained:
             state[k] = v.to(expected[k].dtype)
         model.load_state_dict(state)
         return model.to(device).eval()
-
-
-ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def load_bundled(cls, modality: str, device: str = "cpu"):

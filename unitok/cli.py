@@ -295,57 +295,29 @@ def _report(failures, done: int, what: str, extra: str, started: float) -> int:
     return 1 if failures else 0
 
 
-def _token_counts(tok, preprocess) -> list[str]:
-    """Lines of ``unitok info``: tokens per picture size, per second of video and of audio, under
-    ``preprocess`` (computed from the layouts; nothing is encoded)."""
-    lines = []
-    if "image" in tok.media:
-        stride = tok.media["image"].pixel_stride
-        cells = []
-        for h, w in ((256, 256), (512, 512), (1024, 1024), (3024, 4032)):
-            H, W = preprocess.size(h, w, stride)
-            shown = f"{w}x{h}" + (f" (as {W}x{H})" if (H, W) != (h, w) else "")
-            cells.append(f"{shown}: {tok.segment_tokens('image', {'height': H, 'width': W}):,}")
-        lines.append("image: " + "; ".join(cells))
-    if "video" in tok.media:
-        stride = tok.media["video"].pixel_stride
-        H, W = preprocess.size(256, 256, stride)
-        fps = min(25, preprocess.max_fps or 25)
-        per = [tok.segment_tokens("video", {"frames": max(1, round(fps * s)), "height": H, "width": W,
-                                            "fps_num": int(fps), "fps_den": 1}) for s in (1, 10)]
-        lines.append(f"video {W}x{H} at {fps:g} fps: {per[0]:,} tokens for 1 s, {per[1]:,} for 10 s "
-                     f"(~{(per[1] - per[0]) / 9:,.0f} per second)")
-    if "audio" in tok.media:
-        codec = tok.media["audio"]
-        rate = codec.sample_rate
-        cells = [f"{kbps:.3g} kbps: {(codec.frame_rate * k):,.0f}" for k, kbps in codec.bitrates.items()
-                 if k in (1, codec.levels // 2, codec.levels)]
-        lines.append("audio tokens per second: " + "; ".join(cells) + f" (+{2 + sum(codec.header_widths())} a part; "
-                     f"{rate} Hz model)")
-    return lines
-
-
 def cmd_info(args) -> int:
-    from .media import Preprocess
+    from .suiteinfo import cached_description, describe
+    from .files import ASSETS
 
-    preprocess = Preprocess(**_preprocess(args))
-    tok = _load(args)
+    policy = _preprocess(args)
+    # the suite's saved description, when its files are still the ones described: no model to load
+    cached = None if policy or args.device != "cpu" else cached_description(args.suite or ASSETS)
+    if cached is not None:
+        lines, space = cached
+    else:
+        from .media import Preprocess
+
+        preprocess = Preprocess(**policy)
+        tok = _load(args)
+        lines, space = describe(tok, preprocess), tok.space
     if args.json:
-        print(tok.space.to_json())
+        print(space.to_json())
         return 0
     print(f"suite: {args.suite or 'bundled defaults'}")
-    print(f"text: {tok.text!r}")
-    for m, codec in tok.media.items():
-        print(f"{m}: {codec.checkpoint_type}, levels {codec.codebook_sizes}, header {', '.join(codec.header_fields)}")
-    missing = [m for m in ("image", "video", "audio") if m not in tok.media]
-    if missing:
-        print(f"not in this suite: {', '.join(missing)}")
+    for line in lines:
+        print(line)
     print()
-    print("tokens per item" + (f" under {preprocess.to_json()}" if preprocess.active else "") + ":")
-    for line in _token_counts(tok, preprocess):
-        print("  " + line)
-    print()
-    print(tok.space.table())
+    print(space.table())
     return 0
 
 

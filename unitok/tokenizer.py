@@ -33,8 +33,8 @@ from .layout import FOREIGN, Sequential
 from .media import DEFAULT_LIMITS, Audio, Image, MediaLimits, Preprocess, Video, check_document_bytes, open_media
 from .sequence import Decoded, Repair, Span, TokenSequence
 from .space import BEGIN, END, MEDIA_MODALITIES, TokenSpace
+from .suiteinfo import SUITE_CONFIG, write_suite_files
 
-SUITE_CONFIG = "suite.json"
 DEFAULT_MAX_SEGMENT_TOKENS = 1 << 24   # a decoded header may not ask for more tokens than this
 DEFAULT_MAX_TOKENS = 1 << 24           # tokens per document, encoded or decoded (padding included)
 
@@ -267,9 +267,7 @@ class UniTokenizer:
         self.text.save_pretrained(folder / "text")
         for m, codec in self.media.items():
             codec.save_pretrained(folder / m)
-        suite = {"text_group_size": self.text_layout.k, "modalities": list(self.media)}
-        (folder / SUITE_CONFIG).write_text(json.dumps(suite, indent=2) + "\n")
-        self.space.save(folder / "space.json")
+        write_suite_files(self, folder)
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, device: str = "cpu") -> "UniTokenizer":

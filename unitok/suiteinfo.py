@@ -1,0 +1,117 @@
+"""What ``unitok info`` says about a suite, and the files that let it say so without loading models.
+
+``describe(tok, preprocess)`` gives the lines (components, tokens per item); ``write_suite_files``
+saves ``suite.json`` and ``space.json`` beside a suite's components, with those lines and the
+sha256 of every component file. ``cached_description(folder)`` reads them back when every file is
+still the one described (checked by hashing, no torch import), so ``unitok info`` answers in a
+fraction of a second; a suite whose files changed since, or one saved by an older unitok, is
+loaded instead.
+
+Regenerate the bundled suite's files after retraining a bundled component::
+
+    python -m unitok.suiteinfo            # rewrites unitok/assets/suite.json and space.json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import ConfigError
+from .files import ASSETS, file_sha256
+
+SUITE_CONFIG = "suite.json"
+SPACE_MANIFEST = "space.json"
+COMPONENTS = ("text", "image", "video", "audio")
+
+
+def token_counts(tok, preprocess) -> list[str]:
+    """Tokens per picture size, per second of video and of audio, under ``preprocess`` (computed
+    from the layouts; nothing is encoded), for the codecs whose headers are unitok's own."""
+    lines = []
+    fields = {m: set(c.header_fields) for m, c in tok.media.items()}
+    if fields.get("image") == {"height", "width"}:
+        stride = tok.media["image"].pixel_stride
+        cells = []
+        for h, w in ((256, 256), (512, 512), (1024, 1024), (3024, 4032)):
+            H, W = preprocess.size(h, w, stride)
+            shown = f"{w}x{h}" + (f" (as {W}x{H})" if (H, W) != (h, w) else "")
+            cells.append(f"{shown}: {tok.segment_tokens('image', {'height': H, 'width': W}):,}")
+        lines.append("image: " + "; ".join(cells))
+    if fields.get("video") == {"frames", "height", "width", "fps_num", "fps_den"}:
+        stride = tok.media["video"].pixel_stride
+        H, W = preprocess.size(256, 256, stride)
+        fps = min(25, preprocess.max_fps or 25)
+        per = [tok.segment_tokens("video", {"frames": max(1, round(fps * s)), "height": H, "width": W,
+                                            "fps_num": int(fps), "fps_den": 1}) for s in (1, 10)]
+        lines.append(f"video {W}x{H} at {fps:g} fps: {per[0]:,} tokens for 1 s, {per[1]:,} for 10 s "
+                     f"(~{(per[1] - per[0]) / 9:,.0f} per second)")
+    if "audio" in tok.media and hasattr(tok.media["audio"], "bitrates"):
+        codec = tok.media["audio"]
+        cells = [f"{kbps:.3g} kbps: {(codec.frame_rate * k):,.0f}" for k, kbps in codec.bitrates.items()
+                 if k in (1, codec.levels // 2, codec.levels)]
+        lines.append("audio tokens per second: " + "; ".join(cells) + f" (+{2 + sum(codec.header_widths())} a part; "
+                     f"{codec.sample_rate} Hz model)")
+    return lines
+
+
+def describe(tok, preprocess) -> list[str]:
+    """The lines ``unitok info`` prints above the token-space table."""
+    lines = [f"text: {tok.text!r}"]
+    for m, codec in tok.media.items():
+        lines.append(f"{m}: {codec.checkpoint_type}, levels {codec.codebook_sizes}, header "
+                     f"{', '.join(codec.header_fields)}")
+    missing = [m for m in COMPONENTS[1:] if m not in tok.media]
+    if missing:
+        lines.append(f"not in this suite: {', '.join(missing)}")
+    lines.append("")
+    lines.append("tokens per item" + (f" under {preprocess.to_json()}" if preprocess.active else "") + ":")
+    lines += ["  " + line for line in token_counts(tok, preprocess)]
+    return lines
+
+
+def _component_files(folder: Path) -> dict[str, str]:
+    """sha256 of every file of the suite's components (``text/vocab.tiktoken`` and so on)."""
+    return {p.relative_to(folder).as_posix(): file_sha256(p)
+            for name in COMPONENTS if (folder / name).is_dir()
+            for p in sorted((folder / name).iterdir()) if p.is_file()}
+
+
+def write_suite_files(tok, folder: str | Path) -> None:
+    """``suite.json`` (layout options, and what ``unitok info`` prints with the digests of the
+    files it describes) and the token-space manifest ``space.json``, for components already saved
+    in ``folder``."""
+    from .media import Preprocess
+
+    folder = Path(folder)
+    suite = {"text_group_size": tok.text_layout.k, "modalities": list(tok.media),
+             "info": {"lines": describe(tok, Preprocess()), "files": _component_files(folder)}}
+    (folder / SUITE_CONFIG).write_text(json.dumps(suite, indent=2) + "\n")
+    tok.space.save(folder / SPACE_MANIFEST)
+
+
+def cached_description(folder: str | Path):
+    """``(lines, TokenSpace)`` from ``suite.json`` and ``space.json`` when they describe the files
+    in ``folder`` as they are now; None when they do not (or were written by an older unitok)."""
+    from .space import TokenSpace
+
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / SUITE_CONFIG).read_bytes()).get("info")
+        if not isinstance(info, dict) or not isinstance(info.get("files"), dict):
+            return None
+        lines = info.get("lines")
+        if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+            return None
+        if _component_files(folder) != info["files"]:
+            return None
+        return lines, TokenSpace.load(folder / SPACE_MANIFEST)
+    except (OSError, ValueError, AttributeError, ConfigError):
+        return None
+
+
+if __name__ == "__main__":
+    from . import load
+
+    write_suite_files(load(ASSETS), ASSETS)
+    print(f"wrote {ASSETS / SUITE_CONFIG} and {ASSETS / SPACE_MANIFEST}")
