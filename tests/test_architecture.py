@@ -51,8 +51,14 @@ def test_only_the_cli_and_the_api_root_import_the_tokenizer_hub():
 def test_sequence_is_a_leaf():
     imported = {m for m in _imported_modules(PACKAGE / "sequence.py") if m.startswith("unitok")}
     # space.MANIFEST_VERSION is read inside functions (space -> layout -> sequence would be a cycle)
-    assert imported <= {"unitok.errors", "unitok.errors.ConfigError", "unitok.space",
-                        "unitok.space.MANIFEST_VERSION", "unitok.space.check_space_version"}, imported
+    assert imported <= {"unitok.errors", "unitok.errors.ConfigError", "unitok.files", "unitok.files.read_regular_file",
+                        "unitok.space", "unitok.space.MANIFEST_VERSION", "unitok.space.check_space_version"}, imported
+
+
+def test_files_and_errors_import_nothing_heavy():
+    """unitok.files and unitok.errors sit below everything (the CLI's fast paths use them)."""
+    for name in ("files.py", "errors.py"):
+        assert not {m for m in _imported_modules(PACKAGE / name) if m.split(".")[0] in ("torch", "numpy", "av")}
 
 
 @pytest.mark.parametrize("folder", ["unitok", "recipes", "tests", "benchmarks", "examples"])

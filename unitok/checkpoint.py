@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
 from .errors import ConfigError
-from .files import ASSETS, file_sha256  # noqa: F401  (re-exported: checkpoint users import them from here)
+from .files import ASSETS, file_sha256, read_regular_file  # noqa: F401  (ASSETS, file_sha256: re-exported)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -93,16 +93,12 @@ def read_config(folder: str | Path) -> dict:
                           else f"{folder}: a checkpoint is a folder holding {CONFIG_NAME}, not a file")
     _refuse_pickle(folder)
     path = folder / CONFIG_NAME
+    if not os.path.lexists(path):
+        raise ConfigError(f"{path}: missing; a checkpoint folder needs {CONFIG_NAME}")
+    raw = read_regular_file(path, MAX_CONFIG_BYTES, ConfigError, "config")
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{path}: {path.stat().st_size} bytes, more than a config can need "
-                              f"({MAX_CONFIG_BYTES}); the file is corrupt")
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: missing; a checkpoint folder needs {CONFIG_NAME}") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as e:   # bad JSON, huge numbers, deep nesting
         raise ConfigError(f"{path}: not valid JSON ({e}); the file is truncated or corrupted") from None
     if not isinstance(data, dict) or "type" not in data:
         raise ConfigError(f"{path}: expected a JSON object with a 'type' field")

@@ -14,6 +14,9 @@ from typing import Iterable
 import numpy as np
 
 from .errors import ConfigError
+from .files import read_regular_file
+
+MAX_TOKEN_FILE_BYTES = 1 << 30   # a token file of 2**24 ids (max_tokens) as JSON is well under this
 
 
 @dataclass(frozen=True)
@@ -91,15 +94,16 @@ class TokenSequence:
         """Read a token file: the JSON ``save`` writes, a bare JSON list of ids, or ids separated by
         whitespace or commas (for example the output of a language model)."""
         path = Path(path)
+        raw = read_regular_file(path, MAX_TOKEN_FILE_BYTES, ConfigError, "token file")
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
             raise ConfigError(f"{path}: cannot read token file ({e})") from None
         stripped = text.strip()
         if stripped.startswith(("{", "[")):
             try:
                 data = json.loads(stripped)
-            except json.JSONDecodeError as e:
+            except (ValueError, RecursionError) as e:   # bad JSON, huge numbers, deep nesting
                 raise ConfigError(f"{path}: not valid JSON ({e})") from None
             return cls.from_dict(data if isinstance(data, dict) else {"ids": data}, source=str(path))
         try:

@@ -23,6 +23,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import ConfigError, TokenSequenceError
+from .files import read_regular_file
 from .layout import FOREIGN, STRUCTURAL
 
 #: The token-space manifest version. 2: a fingerprint covers only what decides ids (each component's
@@ -360,7 +361,7 @@ class TokenSpace:
     def from_json(cls, text: str | bytes, *, source: str = "token space manifest") -> "TokenSpace":
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (ValueError, RecursionError) as e:   # bad JSON, huge numbers, deep nesting
             raise ConfigError(f"{source}: not valid JSON ({e})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a JSON object")
@@ -387,11 +388,9 @@ class TokenSpace:
     @classmethod
     def load(cls, path: str | Path) -> "TokenSpace":
         path = Path(path)
-        try:
-            text = path.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read token space manifest ({e.strerror})") from None
-        return cls.from_json(text, source=str(path))
+        if not path.exists():
+            raise ConfigError(f"{path}: cannot read token space manifest (No such file or directory)")
+        return cls.from_json(read_regular_file(path, 64 << 20, ConfigError, "token space manifest"), source=str(path))
 
     def check_fingerprint(self, fingerprint: str | None, *, source: str = "token ids") -> None:
         """Raise ``ConfigError`` when ids made with another space are decoded with this one

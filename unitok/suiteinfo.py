@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from .errors import ConfigError
-from .files import ASSETS, file_sha256
+from .files import ASSETS, file_sha256, read_json_file
 
 SUITE_CONFIG = "suite.json"
 SPACE_MANIFEST = "space.json"
@@ -97,7 +97,7 @@ def cached_description(folder: str | Path):
 
     folder = Path(folder)
     try:
-        info = json.loads((folder / SUITE_CONFIG).read_bytes()).get("info")
+        info = read_json_file(folder / SUITE_CONFIG, ValueError, "suite configuration").get("info")
         if not isinstance(info, dict) or not isinstance(info.get("files"), dict):
             return None
         lines = info.get("lines")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from ..errors import ConfigError, UnitokError
+from ..files import read_json_file
 from ..progress import Progress
 from ..space import MANIFEST_VERSION, check_space_version
 from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, RUN_FILE, Document, ShardContent, Skipped,
@@ -166,9 +167,9 @@ def prepare_output(cfg: TokenizeConfig, config: dict) -> dict[int, dict]:
         raise ConfigError(f"{out} holds shard files but no {RUN_FILE}, so it cannot be resumed; pass --overwrite "
                           f"to start over")
     try:
-        old = json.loads(run_file.read_bytes())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{run_file}: cannot read ({e}); pass --overwrite to start over") from None
+        old = read_json_file(run_file, ConfigError, "run configuration")
+    except ConfigError as e:
+        raise ConfigError(f"{e}; pass --overwrite to start over") from None
     if not isinstance(old, dict):
         raise ConfigError(f"{run_file}: not a tokenize run's configuration; pass --overwrite to start over")
     check_space_version(old.get("space_version"), source=f"cannot resume {out}: {run_file}")

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import file_sha256
+from ..files import file_sha256, read_json_file
 from ..errors import ConfigError
 from ..sequence import Span
 from ..space import MANIFEST_VERSION, check_space_version
@@ -67,6 +67,18 @@ def shard_name(k: int) -> str:
 def canonical_json(data) -> str:
     """Stable JSON text (sorted keys), so equal content gives equal bytes."""
     return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def printable(text) -> str:
+    """``text`` as valid, printable Unicode: a lone surrogate (a file name that is not UTF-8, a
+    manifest id ``"\\ud800"``) becomes its backslash escape, so every file a run writes is valid
+    UTF-8 JSON that any reader takes."""
+    text = str(text)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -151,8 +163,8 @@ class Skipped:
     reason: str
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "id": self.id, "source": self.source, "position": self.position,
-                "reason": self.reason}
+        return {"index": self.index, "id": printable(self.id), "source": printable(self.source),
+                "position": printable(self.position), "reason": printable(self.reason)}
 
 
 @dataclass
@@ -186,7 +198,7 @@ def tokens_by_modality(docs: list[Document]) -> dict[str, int]:
 
 def _doc_line(d: Document) -> str:
     # one JSON type per field (pyarrow and HF datasets read the file as a table)
-    return canonical_json({"index": d.index, "id": str(d.id), "source": d.source,
+    return canonical_json({"index": d.index, "id": printable(d.id), "source": printable(d.source),
                            "spans": [{"modality": s.modality, "start": s.start, "stop": s.stop} for s in d.spans]})
 
 
@@ -291,10 +303,7 @@ def check_format(data, path: Path, what: str) -> None:
 
 
 def read_manifest(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_bytes())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the shard manifest ({e})") from None
+    data = read_json_file(path, ConfigError, "shard manifest")
     check_format(data, path, "a unitok shard manifest")
     return check_fields(data, SHARD_FIELDS, path, "a unitok shard manifest")
 
@@ -303,7 +312,7 @@ def parse_doc_line(line: bytes, path: Path, number: int) -> dict:
     """One line of a ``.docs.jsonl`` file, checked (``number`` counts from 1, for messages)."""
     try:
         doc = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:
         raise ConfigError(f"{path}, line {number}: not valid JSON ({e}); the file was edited or damaged") from None
     spans = doc.get("spans") if isinstance(doc, dict) else None
     if not (isinstance(doc, dict) and _count(doc.get("index")) and isinstance(doc.get("source"), str)

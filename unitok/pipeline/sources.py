@@ -34,6 +34,7 @@ from webdataset.tariterators import base_plus_ext
 
 from ..checkpoint import file_sha256
 from ..media import DEFAULT_LIMITS, kind_of
+from .shards import printable
 
 PART_KINDS = ("text", "image", "video", "audio")
 MANIFEST_SUFFIXES = (".jsonl",)
@@ -184,9 +185,17 @@ def iter_records(inputs: list[str], *, confine: bool = False,
             yield _file_record(counter.take(), Path(name), detail)
 
 
+def _brief(e: BaseException) -> str:
+    """An exception as a short printable reason (no message of megabytes, no raw surrogates)."""
+    text = str(e) or type(e).__name__
+    if isinstance(e, RecursionError):
+        text = "nested too deeply"
+    return _shown(text if len(text) <= 300 else text[:300] + "...")
+
+
 def _shown(path) -> str:
     """A path as messages show it: printable whatever bytes the name holds."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(path, (str, Path)) else repr(path)
+    return printable(path) if isinstance(path, (str, Path)) else repr(path)
 
 
 def chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -277,10 +286,10 @@ def _manifest_records(path: Path, counter: _Counter, *, confine: bool = False) -
             else:
                 try:
                     _fill_from_json(record, json.loads(line), media_path)
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    record.error = f"not valid JSON ({e})"
                 except _Outside as e:
                     record.error = str(e)
+                except (ValueError, RecursionError) as e:   # bad JSON, an integer of 5000 digits, deep nesting
+                    record.error = f"not valid JSON ({_brief(e)})"
             yield record
 
 
@@ -426,8 +435,8 @@ def _fill_from_sample(record: Record, sample: dict, path: str) -> None:
     if "json" in sample:
         try:
             doc = json.loads(sample["json"])
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            record.error = f"{key}.json is not valid JSON ({e})"
+        except (ValueError, RecursionError) as e:        # UnicodeDecodeError and JSONDecodeError included
+            record.error = f"{key}.json is not valid JSON ({_brief(e)})"
             return
         if isinstance(doc, dict) and "content" in doc:
             missing = []

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 
 from ..checkpoint import file_sha256
 from ..errors import ConfigError, UnitokError
+from ..files import read_json_file
 from ..space import check_space_version
 from .shards import (ERRORS_FILE, INDEX_FIELDS, INDEX_FILE, RUN_FILE, check_fields, parse_doc_line, read_manifest,
                      read_megatron_index, shard_name)
@@ -44,13 +46,10 @@ class VerifyReport:
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_bytes())
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         raise ConfigError(f"{path}: missing; is {path.parent} the output folder of a finished 'unitok tokenize' "
-                          f"run?") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})") from None
+                          f"run?")
+    return read_json_file(path, ConfigError, path.name)
 
 
 def _check_shard(out: Path, name: str, vocab_size: int, problems: list[str]) -> dict | None:
@@ -164,7 +163,7 @@ def verify(out: str | Path, tok, *, sample: int = 16, seed: int = 0, decode_to: 
     try:
         errors = [json.loads(line) for line in (out / ERRORS_FILE).read_bytes().splitlines()] if (
             out / ERRORS_FILE).exists() else []
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         errors = None
     if errors != [e for m in manifests for e in m["errors"]]:
         problems.append(f"{out / ERRORS_FILE}: does not list the skipped records of the shard manifests")

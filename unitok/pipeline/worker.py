@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, MediaError, UnitokError
+from ..files import read_regular_file
 from ..media import DEFAULT_LIMITS, MediaLimits, Preprocess, check_document_bytes, open_media
 from .shards import GROUP_DTYPE, Document, Skipped, id_dtype
 from .sources import Blob, Record
@@ -190,16 +191,8 @@ class Worker:
     def _text(value) -> str | bytes:
         if isinstance(value, Blob):
             return value.data
-        if isinstance(value, Path):
-            try:
-                size = value.stat().st_size
-                if size > MAX_TEXT_BYTES:
-                    raise MediaError(f"text file is {size} bytes, over the limit of {MAX_TEXT_BYTES}", value)
-                return value.read_bytes()
-            except OSError as e:
-                raise MediaError(f"cannot read ({e.strerror or e})", value) from None
-            except ValueError as e:   # a NUL byte in the name
-                raise MediaError(f"not a usable file name ({e})", repr(str(value))) from None
+        if isinstance(value, Path):   # a regular file only: a FIFO would block, /dev/zero never end
+            return read_regular_file(value, MAX_TEXT_BYTES, MediaError, "text file")
         return value
 
     @staticmethod

@@ -36,7 +36,8 @@ import regex
 import tiktoken
 
 from unitok.checkpoint import register
-from unitok.errors import ConfigError, TokenSequenceError
+from unitok.errors import ConfigError, MediaError, TokenSequenceError
+from unitok.files import contained, read_regular_file
 
 from .merges import merge_plan
 from .normalize import Normalizer, parse_normalizer
@@ -50,6 +51,7 @@ VOCAB_FILE = "vocab.tiktoken"
 ID_MAP_FILE = "ids.txt"
 CONFIG_TYPE = "text.bpe"
 FORMAT_VERSION = 2  # 2: a normalizer, pre-splits or ignore_merges=false (written only when used)
+MAX_VOCAB_BYTES = 1 << 30   # a vocabulary or id map larger than this is refused (the largest real ones are ~10 MB)
 
 # Runs of escaped bytes that ``bytes.decode("utf-8", "surrogateescape")`` produces.
 _ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
@@ -277,8 +279,13 @@ class TextTokenizer:
         """Encode text or raw bytes to ids.
 
         Special-token strings in ``text`` are ordinary text unless named in ``allowed_special``
-        (or ``allowed_special="all"``), so user text can never inject a control token.
+        (or ``allowed_special="all"``), so user text can never inject a control token. A text the
+        Rust core cannot handle (its regex engine overflows its stack on some pathological inputs,
+        such as a million spaces in a row) raises ``MediaError`` for that text alone.
         """
+        return _guarded(self._encode, text, allowed_special)
+
+    def _encode(self, text: str | bytes, allowed_special: Iterable[str] | str) -> list[int]:
         if allowed_special:
             return self._encode_allowed(text, self._allowed(allowed_special))
         if not self._plain:
@@ -401,7 +408,7 @@ class TextTokenizer:
         n = num_threads or os.cpu_count() or 1
         if allowed_special:
             allowed = self._allowed(allowed_special)
-            encode = lambda t: self._encode_allowed(t, allowed)
+            encode = lambda t: _guarded(self._encode_allowed, t, allowed)
         else:
             encode = self.encode
         if n == 1 or len(texts) <= 1:
@@ -569,13 +576,10 @@ class TextTokenizer:
                 f"reads ({FORMAT_VERSION}); upgrade unitok"
             )
 
-        vocab_path = directory / cfg.get("vocab_file", VOCAB_FILE)
-        try:
-            data = vocab_path.read_bytes()
-        except FileNotFoundError:
-            raise ConfigError(f"{vocab_path}: not found (named by {cfg_path})") from None
-        except OSError as exc:
-            raise ConfigError(f"{vocab_path}: cannot read ({exc})") from None
+        vocab_path = contained(directory, cfg.get("vocab_file", VOCAB_FILE), ConfigError, "vocab_file")
+        if not vocab_path.exists():
+            raise ConfigError(f"{vocab_path}: not found (named by {cfg_path})")
+        data = read_regular_file(vocab_path, MAX_VOCAB_BYTES, ConfigError, "vocabulary file")
         if _sha256(data) != cfg["vocab_sha256"]:
             raise ConfigError(
                 f"{vocab_path}: sha256 does not match {cfg_path}; the file is corrupt or truncated. "
@@ -585,11 +589,8 @@ class TextTokenizer:
 
         rank_to_id = None
         if cfg.get("id_map_file"):
-            map_path = directory / cfg["id_map_file"]
-            try:
-                map_data = map_path.read_bytes()
-            except OSError as exc:
-                raise ConfigError(f"{map_path}: cannot read ({exc})") from None
+            map_path = contained(directory, cfg["id_map_file"], ConfigError, "id_map_file")
+            map_data = read_regular_file(map_path, MAX_VOCAB_BYTES, ConfigError, "id map file")
             if _sha256(map_data) != cfg.get("id_map_sha256"):
                 raise ConfigError(f"{map_path}: sha256 does not match {cfg_path}; file is corrupt")
             rank_to_id = np.array([int(x) for x in map_data.split()], dtype=np.int64)
@@ -673,3 +674,18 @@ def _as_id_list(ids: Any) -> list[int]:
     if isinstance(ids, Iterable) and not isinstance(ids, (str, bytes)):
         return list(ids)
     raise TypeError(f"ids must be a sequence of ints, a numpy array or a tensor, got {type(ids).__name__}")
+
+
+def _guarded(encode, text, *args) -> list[int]:
+    """``encode(text, *args)``, with a panic of tiktoken's Rust core turned into this text's
+    ``MediaError`` (pyo3 raises panics as ``PanicException``, a ``BaseException``, which would
+    otherwise end the process's work, or a worker pool, over one input)."""
+    try:
+        return encode(text, *args)
+    except Exception:
+        raise
+    except BaseException as e:
+        if type(e).__name__ != "PanicException":
+            raise
+        raise MediaError(f"the text tokenizer's core failed on this text of {len(text)} characters ({str(e)[:200]}); "
+                         f"it holds a pathological run (e.g. a very long stretch of whitespace)") from None

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from unitok.errors import ConfigError
+from unitok.files import read_regular_file
 
 __all__ = ["format_rank_file", "read_rank_file"]
 
@@ -25,13 +26,9 @@ def format_rank_file(ranks: Mapping[bytes, int]) -> bytes:
 def read_rank_file(path: str | os.PathLike) -> dict[bytes, int]:
     """Read a tiktoken rank file. Raises ConfigError naming the file and line on any defect."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: rank file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read rank file ({exc})") from None
-    return _parse_rank_file(data, str(path))
+    if not path.exists():
+        raise ConfigError(f"{path}: rank file not found")
+    return _parse_rank_file(read_regular_file(path, 1 << 30, ConfigError, "rank file"), str(path))
 
 
 def _parse_rank_file(data: bytes, name: str) -> dict[bytes, int]:
