@@ -29,6 +29,7 @@ import numpy as np
 
 from . import checkpoint
 from .errors import ConfigError, MediaError, TokenSequenceError
+from .files import read_json_file
 from .layout import FOREIGN, Sequential
 from .media import DEFAULT_LIMITS, Audio, Image, MediaLimits, Preprocess, Video, check_document_bytes, open_media
 from .sequence import Decoded, Repair, Span, TokenSequence
@@ -133,6 +134,20 @@ class UniTokenizer:
         from the layout alone: nothing is encoded."""
         codec = self.media[modality]
         return 2 + sum(codec.header_widths()) + len(codec.layout(header))
+
+    def constraint(self, *, image=None, video=None, audio=None, audio_seconds: float | None = None,
+                   modalities: Sequence[str] | None = None, max_text_tokens: int | None = None,
+                   max_tokens: int | None = None, bos: bool = True):
+        """The automaton of the documents this suite decodes strictly (``unitok.lm.constraint``):
+        after any valid prefix, the ids that may come next. ``image=(H, W)``, ``video=(frames, H,
+        W)``, ``audio={...}`` (a tuple in ``header_fields`` order or a dict) and ``audio_seconds``
+        fix media shapes in advance; ``modalities``, ``max_text_tokens`` and ``max_tokens`` bound
+        what may be generated."""
+        from .lm.constraint import Constraint   # lm/ builds on this module: imported on use (no cycle)
+
+        shapes = {m: v for m, v in (("image", image), ("video", video), ("audio", audio)) if v is not None}
+        return Constraint(self, shapes, audio_seconds=audio_seconds, modalities=modalities,
+                          max_text_tokens=max_text_tokens, max_tokens=max_tokens, bos=bos)
 
     # -- encode ------------------------------------------------------------------------------------
 
@@ -296,10 +311,7 @@ def _read_suite_config(path: Path) -> dict:
     """``suite.json`` checked field by field (a missing file is an empty suite config)."""
     if not path.exists():
         return {}
-    try:
-        suite = json.loads(path.read_bytes())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    suite = read_json_file(path, ConfigError, "suite configuration")
     if not isinstance(suite, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     names = suite.get("modalities")
