@@ -104,3 +104,25 @@ def test_a_truncated_audio_sequence_ends_in_silence_not_a_steady_signal(tok):
     keep = edge - 2 * codec.hop
     torch.testing.assert_close(got[:keep], full[:keep], atol=1e-4, rtol=0)
     assert np.isfinite(got.numpy()).all()
+
+
+def test_lenient_decoding_is_linear_and_its_repairs_bounded(tok):
+    """Stray ids and broken segments by the thousand: time grows with the ids, not their square,
+    and alike repairs in a row are one summary."""
+    import time
+
+    sp = tok.space
+    rng = np.random.default_rng(0)
+
+    def run(n):
+        ids = rng.integers(0, len(sp), n)
+        ids[::7] = sp.special("<|image|>")          # a broken segment every 7 ids
+        start = time.perf_counter()
+        out = tok.decode(ids, strict=False)
+        return time.perf_counter() - start, out
+
+    small, _ = run(20_000)
+    large, out = run(160_000)
+    assert large < 8 * small + 0.5, (small, large)    # 8x the ids: a quadratic pass would take 64x
+    assert len(out.repairs) < 160_000 / 50
+    assert any(r.reason.split(" ", 1)[0].isdigit() and " alike, positions " in r.reason for r in out.repairs)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -38,6 +39,7 @@ from .suiteinfo import SUITE_CONFIG, write_suite_files
 
 DEFAULT_MAX_SEGMENT_TOKENS = 1 << 24   # a decoded header may not ask for more tokens than this
 DEFAULT_MAX_TOKENS = 1 << 24           # tokens per document, encoded or decoded (padding included)
+_DIGITS = re.compile(r"\d+")            # what differs between alike repairs (ids, positions, sizes)
 
 
 def _modality_of_item(item) -> str:
@@ -362,14 +364,39 @@ class _Decoder:
         sp = tok._sp
         self.begin = {sp[BEGIN[m]]: m for m in MEDIA_MODALITIES}
         self.end = {sp[END[m]]: m for m in MEDIA_MODALITIES}
-        self.marks = np.fromiter(list(self.begin) + list(self.end), dtype=np.int64)
-        # positions of every id that is not text: the loop jumps between them
+        marks = np.fromiter(list(self.begin) + list(self.end), dtype=np.int64)
+        # positions of every begin/end token and of every id that is not text, found once: the loop
+        # jumps between them by binary search, so decoding stays linear in the number of ids
+        self.mark_pos = np.flatnonzero(np.isin(ids, marks))
         self.non_text = np.flatnonzero((ids < 0) | (ids >= self.space.text_vocab_size))
+        self._run: list | None = None   # [first, last, action, template, first reason, count]: alike repairs
+        self._gap = 0                   # how far past a run's last repair the next alike one may start
 
     def problem(self, position: int, reason: str, action: str = "skipped") -> None:
         if self.strict:
             raise TokenSequenceError(reason, position)
-        self.repairs.append(Repair(position, action, reason))
+        self.repair(position, action, reason)
+
+    def repair(self, position: int, action: str, reason: str) -> None:
+        """Record a repair; a run of alike repairs at consecutive places (a million stray ids, a
+        thousand broken segments in a row) becomes one, so their memory stays bounded."""
+        template = _DIGITS.sub("#", reason)
+        run = self._run
+        if run is not None and run[2] == action and run[3] == template and position <= run[1] + 1 + self._gap:
+            run[1], run[5] = position, run[5] + 1
+            return
+        self._flush()
+        self._run = [position, position, action, template, reason, 1]
+        self._gap = 0
+
+    def _flush(self) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
+        first, last, action, _, reason, count = run
+        if count > 1:
+            reason = f"{count} alike, positions {first}..{last}; the first: {reason}"
+        self.repairs.append(Repair(first, action, reason))
 
     def next_non_text(self, pos: int) -> int:
         k = int(np.searchsorted(self.non_text, pos))
@@ -402,6 +429,7 @@ class _Decoder:
                 what = self.space.token_name(t) if modality == "special" else f"a {modality} level-{level} code"
                 self.problem(pos, f"{what} outside of any media segment")
             pos += 1
+        self._flush()
         return Decoded(self.items, self.repairs)
 
     def segment(self, begin: int, modality: str) -> int:
@@ -440,14 +468,15 @@ class _Decoder:
         positions = np.arange(body_start, body_stop + 1, dtype=np.int64)
         codes_struct, repairs = layout.unflatten(levels, codes, positions=positions, strict=self.strict,
                                                  what=f"{modality} segment")
+        self._flush()
         self.repairs.extend(repairs)
         self.items.append(codec.decode_item(header, codes_struct))
         return close + 1 if close is not None else body_stop
 
     def _next_mark(self, start: int) -> int:
         """Position of the first begin or end token at or after ``start`` (or the sequence end)."""
-        hits = np.flatnonzero(np.isin(self.ids[start:], self.marks))
-        return start + int(hits[0]) if len(hits) else len(self.ids)
+        k = int(np.searchsorted(self.mark_pos, start))
+        return int(self.mark_pos[k]) if k < len(self.mark_pos) else len(self.ids)
 
     def _body_end(self, begin: int, start: int, end_id: int, modality: str,
                   expected: int) -> tuple[int, int | None]:
@@ -470,6 +499,7 @@ class _Decoder:
         stop = min(first, start + int(full[0]) + 1) if len(full) else first
         if stop < n and ids[stop] == end_id:
             return stop, stop
+        self._flush()
         self.repairs.append(Repair(stop, "closed", f"the {modality} segment opened at position {begin} was not "
                                                    f"closed; closed it here"))
         return stop, None
@@ -480,8 +510,10 @@ class _Decoder:
         if self.strict:
             raise TokenSequenceError(reason, where)
         nxt = self._next_mark(begin + 1)
-        self.repairs.append(Repair(where, "dropped", f"{reason}; dropped the segment"))
-        return nxt + 1 if nxt < len(self.ids) and int(self.ids[nxt]) in self.end else nxt
+        after = nxt + 1 if nxt < len(self.ids) and int(self.ids[nxt]) in self.end else nxt
+        self.repair(where, "dropped", f"{reason}; dropped the segment")
+        self._gap = after - where       # the next broken segment right after this one continues the run
+        return after
 
 
 def load(path: str | Path | None = None, *, device: str = "cpu") -> UniTokenizer:
