@@ -86,3 +86,24 @@ def read_json_file(path: str | Path, error: type[Exception], what: str = "JSON f
     except (ValueError, RecursionError) as e:   # JSONDecodeError, UnicodeDecodeError, int digits, depth
         reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:300]
         raise error(f"{path}: not valid JSON ({reason}); the file is truncated or damaged") from None
+
+
+def write_atomic(path: str | Path, data: bytes, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` through a temporary name beside it and a rename, so a reader
+    sees the old file or the new one, never half of one; a failed write (a full disk, a read-only
+    folder) removes its temporary file and raises. ``durable``: fsync before the rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise

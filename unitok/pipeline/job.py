@@ -4,9 +4,11 @@ results; everything that decides the bytes on disk is here and in ``shards.py``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
+from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from ..errors import ConfigError, UnitokError
 from ..files import read_json_file
 from ..progress import Progress
 from ..space import MANIFEST_VERSION, check_space_version
-from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, RUN_FILE, Document, ShardContent, Skipped,
+from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, LOCK_FILE, RUN_FILE, Document, ShardContent, Skipped,
                      canonical_json, complete_shards, id_dtype, owned_paths, shard_name, write_atomic, write_shard)
 from .local import LocalEngine
 from .sources import count_records, input_facts, iter_records, resolve_inputs
@@ -299,6 +301,35 @@ def tokenize(cfg: TokenizeConfig, *, tok=None, on_result: Callable | None = None
         tok = resolve_loader(cfg.loader)(cfg.suite, device=cfg.device)
     out = Path(cfg.output)
     config = run_config(cfg, tok)
+    with _exclusive(out):
+        return _tokenize(cfg, tok, out, config, on_result, started)
+
+
+@contextmanager
+def _exclusive(out: Path):
+    """Hold ``OUT/.lock`` for the run: a second run on the same folder (a double-submitted job, a
+    resume started while the first still runs) stops at once instead of interleaving shards."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_FILE
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(f"{out}: another unitok tokenize run is writing to this folder; wait for it to end, "
+                          f"or write to another folder") from None
+    try:
+        yield
+    finally:
+        try:
+            path.unlink(missing_ok=True)
+        finally:
+            handle.close()
+
+
+def _tokenize(cfg: TokenizeConfig, tok, out: Path, config: dict, on_result, started: float) -> Summary:
     kept = prepare_output(cfg, config)
     inputs = resolve_inputs(cfg.inputs)
     assembler = Assembler(out, cfg.shard_size, kept, dtype=id_dtype(len(tok.space)), fingerprint=config["fingerprint"])

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import files
 from ..files import file_sha256, read_json_file
 from ..errors import ConfigError
 from ..sequence import Span
@@ -43,6 +44,7 @@ FORMAT = "unitok-shards"
 FORMAT_VERSION = 2   # 2: string ids and span objects in docs.jsonl (one JSON type per field)
 RUN_FILE = "run.json"
 INDEX_FILE = "index.json"
+LOCK_FILE = ".lock"                # held by the run writing the folder (removed when it ends)
 ERRORS_FILE = "errors.jsonl"
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
@@ -82,14 +84,10 @@ def printable(text) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary name and a rename, so a reader (or a resumed
-    run) sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` through a temporary name and a rename (fsynced), so a reader (or a
+    resumed run) sees the old file or the new one, never half of one, and a failed write leaves no
+    temporary file behind."""
+    files.write_atomic(path, data, durable=True)
 
 
 # -- the Megatron index ---------------------------------------------------------------------------

@@ -120,7 +120,9 @@ def _expand(inputs: list[str], *, confine: bool = False) -> Iterator[tuple[str, 
     for name in inputs:
         if os.path.isdir(name):
             root = Path(name)
-            files = sorted((p for p in root.rglob("*") if p.is_file() and kind_of(p)), key=lambda p: p.as_posix())
+            # every non-folder entry of a known kind, special files and broken links included: they
+            # become records that fail with the reason, instead of vanishing from the run
+            files = sorted((p for p in root.rglob("*") if kind_of(p) and not p.is_dir()), key=lambda p: p.as_posix())
             if not files:
                 yield "missing", name, "folder holds no text or media file"
             for p in files:
