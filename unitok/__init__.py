@@ -24,17 +24,21 @@ _LAZY = {
     "TokenSpace": "space",
     "TokenSequence": "sequence", "Span": "sequence", "Decoded": "sequence", "Repair": "sequence",
     "Image": "media", "Video": "media", "Audio": "media",
+    "Client": "serve",
+    "from_hf": "adapters",
 }
 
 __all__ = [
     "load", "UniTokenizer", "TokenSpace", "TokenSequence", "Span", "Decoded", "Repair",
-    "Image", "Video", "Audio",
+    "Image", "Video", "Audio", "Client", "from_hf",
     "UnitokError", "MediaError", "TokenSequenceError", "ConfigError",
 ]
 
 if TYPE_CHECKING:   # what type checkers and IDEs see
+    from .adapters import from_hf
     from .media import Audio, Image, Video
     from .sequence import Decoded, Repair, Span, TokenSequence
+    from .serve import Client
     from .space import TokenSpace
     from .tokenizer import UniTokenizer, load
 

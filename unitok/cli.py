@@ -8,6 +8,7 @@
     unitok show FILE|DIR... -o OUT      pictures of tokens (per-scale reconstructions, spectrograms, token map)
     unitok train MODALITY [ARGS...]     run recipes/train_<modality>.py (a source checkout)
     unitok bench NAME [ARGS...]         run benchmarks/<name>.py (a source checkout)
+    unitok serve [--port N]             the tokenizers as an HTTP service (the [serve] extra)
 
 Exit status: 0 when every input succeeded, 1 when some input failed (each failure is printed with
 its file and reason, and the others are still processed), 2 for usage errors.
@@ -23,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UnitokError
+from .errors import MediaError, UnitokError
+from .files import read_regular_file, write_atomic
 
 TOKEN_SUFFIX = ".tokens.json"
 PART_SUFFIX = {"image": ".png", "video": ".mp4", "audio": ".wav"}
@@ -179,6 +181,9 @@ def _parser() -> argparse.ArgumentParser:
                         "--limit max_seconds=36000 (repeatable; the names are the fields of "
                         "unitok.media.MediaLimits, listed in README 'Limits')")
     p.add_argument("--batch", type=int, default=8, metavar="N", help="records per task sent to a worker (default: 8)")
+    p.add_argument("--remote", metavar="URL", default=None,
+                   help="encode with a running 'unitok serve' at URL (e.g. http://127.0.0.1:8000) instead of "
+                        "loading the models here; files are still read here, under --limit")
     p.add_argument("--plugin", metavar="MODULE", action="append", default=[],
                    help="import MODULE first, in every worker too (e.g. a package registering its own tokenizer "
                         "types; repeatable)")
@@ -222,6 +227,53 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_pixels, default=64, metavar="N", help="token map: tokens per row (default: 64)")
     p.add_argument("--cell", type=_pixels, default=4, metavar="PX",
                    help="token map: pixels per side of a token's cell (default: 4)")
+
+    p = sub.add_parser("convert", help="make a unitok tokenizer of a public one (Mimi, EnCodec, DAC, SNAC, Emu3, ...)",
+                       description="Read a local Hugging Face-format folder of a supported public tokenizer "
+                                   "(config.json + safetensors; see README 'Public tokenizers') and write it as a "
+                                   "unitok tokenizer checkpoint into OUT (usable as a suite's image/, video/ or "
+                                   "audio/ folder). Nothing is downloaded. Pickle weights (.bin, .pth, .th, "
+                                   ".ckpt) are converted first, with torch.load(weights_only=True) in a separate "
+                                   "process. Needs the extra: pip install 'unitok[hf]'.")
+    p.add_argument("folder", metavar="FOLDER", help="the reference's folder")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="folder for the unitok checkpoint (created)")
+    p.add_argument("--modality", choices=["image", "video", "audio"], default=None,
+                   help="video makes an Emu3 folder a video tokenizer (default: the reference's own modality)")
+    p.add_argument("--layout", choices=["codec_depth", "delay", "level_delay"], default=None,
+                   help="audio codes' layout (default: codec_depth, one group per frame)")
+    p.add_argument("--delays", default=None, metavar="D,D,...",
+                   help="level_delay: one delay per level, e.g. Dia's 0,8,9,10,11,12,13,14,15")
+    p.add_argument("--order", choices=["level", "tree"], default="level",
+                   help="SNAC: order within a coarse frame (tree: Orpheus's) (default: level)")
+
+    p = sub.add_parser("serve", help="run the tokenizers as an HTTP service (pip install 'unitok[serve]')",
+                       description="Serve encode, decode, streamed audio decode, the token space, health and "
+                                   "Prometheus metrics over HTTP (FastAPI + uvicorn), with dynamic batching per "
+                                   "modality over worker processes that each load the suite once. Media travel "
+                                   "in the requests; the server never opens a path a request names. See README "
+                                   "'Service'.")
+    _suite_args(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free port)")
+    p.add_argument("--workers", type=int, default=1, metavar="K",
+                   help="worker processes, each holding the models (with --device cuda, one GPU each, round "
+                        "robin) (default: 1)")
+    p.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads per worker (default: 1)")
+    p.add_argument("--max-batch", type=int, default=8, metavar="N",
+                   help="most requests of one kind a worker takes at once (default: 8)")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, metavar="MS",
+                   help="how long a request waits for others of its kind to fill a batch (default: 5)")
+    p.add_argument("--max-queue", type=int, default=256, metavar="N",
+                   help="requests that may wait for a worker; beyond it the answer is 429 (default: 256)")
+    p.add_argument("--max-body-bytes", type=int, default=64 * 1024 * 1024, metavar="N",
+                   help="largest request body; beyond it the answer is 413 (default: 67108864)")
+    p.add_argument("--limit", metavar="NAME=VALUE", action="append", default=[], type=_limit,
+                   help="a media limit for every request, e.g. --limit max_pixels=4194304 (repeatable; the "
+                        "fields of unitok.media.MediaLimits); a request over it is answered 413")
+    p.add_argument("--plugin", metavar="MODULE", action="append", default=[],
+                   help="import MODULE first in every worker (tokenizer types registered outside unitok)")
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
+                   help="uvicorn's log level (default: warning)")
 
     for name, folder, what in (("train", "recipes", "train_{}.py"), ("bench", "benchmarks", "{}.py")):
         p = sub.add_parser(name, help=f"run a {folder[:-1]} script of a source checkout",
@@ -323,6 +375,7 @@ def cmd_info(args) -> int:
 
 def cmd_encode(args) -> int:
     from .media import Preprocess, kind_of, open_media
+    from .pipeline.worker import MAX_TEXT_BYTES
 
     started = time.perf_counter()
     try:
@@ -347,11 +400,8 @@ def cmd_encode(args) -> int:
     for path in _progress(files, "encode"):
         try:
             kind = kind_of(path)
-            if kind == "text":
-                try:
-                    item = path.read_bytes()
-                except OSError as e:
-                    raise UnitokError(f"cannot read ({e.strerror})") from None
+            if kind == "text":   # a regular file only: a FIFO would block, /dev/zero never end
+                item = read_regular_file(path, MAX_TEXT_BYTES, MediaError, "text file")
             elif kind is None:
                 raise UnitokError("unknown file type; expected text (.txt, .md, ...), image, video or audio")
             else:
@@ -361,7 +411,7 @@ def cmd_encode(args) -> int:
             data["source"] = path.name          # decode gives the part its name and text its extension back
             target = where[path].with_name(path.name + TOKEN_SUFFIX)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(data) + "\n")
+            write_atomic(target, (json.dumps(data) + "\n").encode())   # never a half token file
             done += 1
             tokens += len(seq)
         except UnitokError as e:
@@ -398,9 +448,11 @@ def _source_name(token_file: Path, data_source) -> str:
 
 def _recorded_source(token_file: Path):
     """The ``source`` a token file of ``unitok encode`` records (None for bare id lists)."""
+    from .sequence import MAX_TOKEN_FILE_BYTES
+
     try:
-        data = json.loads(token_file.read_bytes())
-    except (OSError, ValueError):
+        data = json.loads(read_regular_file(token_file, MAX_TOKEN_FILE_BYTES, ValueError, "token file"))
+    except (ValueError, RecursionError):
         return None
     return data.get("source") if isinstance(data, dict) else None
 
@@ -478,7 +530,7 @@ def cmd_decode(args) -> int:
             for item, kind, target in zip(decoded, kinds, targets):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if kind == "text":
-                    target.write_bytes(item.encode("utf-8", "surrogateescape"))
+                    write_atomic(target, item.encode("utf-8", "surrogateescape"))
                 else:
                     item.save(target)
                 parts += 1
@@ -515,15 +567,43 @@ def cmd_tokenize(args) -> int:
 
     allowed = "all" if "all" in args.allowed_special else tuple(args.allowed_special)
     cfg = TokenizeConfig(
-        inputs=args.inputs, output=args.output, suite=args.suite, shard_size=args.shard_size,
+        inputs=args.inputs, output=args.output, suite=args.remote or args.suite, shard_size=args.shard_size,
         options=Options(bos=args.bos, eos=args.eos, allowed_special=allowed, bitrate=args.bitrate,
                         max_tokens=args.max_tokens, limits=dict(args.limit), confine=args.confine,
                         preprocess=_preprocess(args)),
         workers=args.workers, engine=args.engine, device=args.device, resume=args.resume, overwrite=args.overwrite,
         on_error=args.on_error, plugins=tuple(args.plugin), batch=args.batch,
-        progress=False if args.no_progress else None, ray_address=args.ray_address)
+        progress=False if args.no_progress else None, ray_address=args.ray_address,
+        loader="unitok.serve.load_remote" if args.remote else "unitok.load")
     summary = tokenize(cfg)
     print(summary.line(), file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    import tempfile
+
+    from .adapters import from_hf
+    from .adapters.convert import PICKLES, convert_pickles
+    from .errors import ConfigError
+
+    folder = Path(args.folder)
+    delays = None
+    if args.delays:
+        try:
+            delays = [int(d) for d in args.delays.split(",")]
+        except ValueError:
+            raise ConfigError(f"--delays {args.delays!r}: expected whole numbers separated by commas") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        if folder.is_dir() and not any(folder.glob("*.safetensors")) and \
+                any(p.suffix.lower() in PICKLES for p in folder.iterdir()):
+            written = convert_pickles(folder, tmp)
+            print(f"converted {len(written)} pickle file(s) to safetensors (weights only, separate process)")
+            folder = Path(tmp)
+        tok = from_hf(folder, modality=args.modality, layout=args.layout, delays=delays, order=args.order)
+        tok.save_pretrained(args.output)
+    print(f"{args.output}: {tok.reference_name} as {tok.checkpoint_type} ({tok.modality}, "
+          f"{len(tok.codebook_sizes)} level(s) of {max(tok.codebook_sizes)} codes)")
     return 0
 
 
@@ -616,8 +696,24 @@ def _run_benchmark(script: Path, argv: list[str]) -> int:
     return proc.returncode
 
 
+def cmd_serve(args) -> int:
+    try:
+        from .serve import ServeConfig, serve
+        from .serve.app import create_app   # noqa: F401  (FastAPI and uvicorn: the [serve] extra)
+    except ImportError as e:
+        raise UnitokError(f"unitok serve needs the [serve] extra: pip install 'unitok[serve]' ({e})") from None
+    cfg = ServeConfig(suite=args.suite, host=args.host, port=args.port, workers=args.workers, device=args.device,
+                      threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                      max_queue=args.max_queue, max_body_bytes=args.max_body_bytes, limits=dict(args.limit),
+                      plugins=tuple(args.plugin))
+    print(f"unitok serve: http://{args.host}:{args.port} ({args.workers} worker(s), {args.device})", file=sys.stderr)
+    serve(cfg, log_level=args.log_level)
+    return 0
+
+
 COMMANDS = {"info": cmd_info, "encode": cmd_encode, "decode": cmd_decode, "tokenize": cmd_tokenize,
-            "verify": cmd_verify, "show": cmd_show, "train": cmd_script, "bench": cmd_script}
+            "verify": cmd_verify, "show": cmd_show, "train": cmd_script, "bench": cmd_script, "serve": cmd_serve,
+            "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

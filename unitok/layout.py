@@ -442,3 +442,177 @@ class Delay(CodecDepth):
 
 
 LAYOUTS = {cls.name: cls for cls in (Raster, NextScale, FrameScale, CodecDepth, Delay)}
+
+
+# -- layouts of public codecs (unitok.adapters) ---------------------------------------------------
+
+
+@dataclass(frozen=True, eq=True)
+class LevelDelay(CodecDepth):
+    """Per-level delays over ``[K, T]``: level k is shifted right by ``delays[k]`` steps, giving
+    ``T + max(delays)`` groups (steps) of K tokens; positions with no code hold ``<|pad|>``.
+    ``delays=(0, 1, ..., K-1)`` is MusicGen's :class:`Delay`; Dia uses ``(0, 8, 9, ..., 15)``,
+    Moshi delays the acoustic levels of Mimi by one or two steps after the semantic one."""
+
+    delays: tuple[int, ...] = ()
+    name: ClassVar[str] = "level_delay"
+
+    def __post_init__(self):
+        super().__post_init__()
+        delays = tuple(int(d) for d in self.delays)
+        if len(delays) != self.levels or min(delays) < 0:
+            raise ConfigError(f"level_delay layout needs one delay >= 0 per level ({self.levels}), got {delays}")
+        object.__setattr__(self, "delays", delays)
+
+    def __len__(self) -> int:
+        return self.levels * (self.frames + max(self.delays)) if self.frames else 0
+
+    def _build_plan(self):
+        K, T = self.levels, self.frames
+        steps = T + max(self.delays) if T else 0
+        s, k = np.meshgrid(np.arange(steps), np.arange(K), indexing="ij")  # [steps, K]
+        t = s - np.asarray(self.delays)[k]
+        valid = (t >= 0) & (t < T)
+        return (np.where(valid, k, PAD).reshape(-1), s.reshape(-1),
+                np.where(valid, k * T + t, -1).reshape(-1))
+
+    def config(self) -> dict:
+        return {"name": self.name, "delays": list(self.delays)}
+
+
+@dataclass(frozen=True, eq=True)
+class MultiRate(Layout):
+    """Codecs whose levels run at different rates (SNAC: 3-4 levels at 1x, 2x, 4x, 8x the
+    coarsest). ``codes``: list over levels of ``[frames * rates[k]]``. One group per coarse
+    frame holding its ``sum(rates)`` codes. ``order="level"``: coarse to fine within a group
+    (level 0's code, then level 1's, ...); ``order="tree"``: depth first, each code followed by
+    the finer codes under it (Orpheus's SNAC order: l0, l1, l2, l2, l1, l2, l2 for rates 1, 2, 4).
+    Each rate must divide the next."""
+
+    frames: int
+    rates: tuple[int, ...]
+    order: str = "level"
+    name: ClassVar[str] = "multi_rate"
+
+    def __post_init__(self):
+        rates = tuple(int(r) for r in self.rates)
+        if self.frames < 0 or not rates or rates[0] < 1 or any(b % a for a, b in zip(rates, rates[1:])):
+            raise ConfigError(f"multi_rate layout needs frames >= 0 and rates >= 1 each dividing the next, got "
+                              f"{self.frames} frames, rates {rates}")
+        if self.order not in ("level", "tree"):
+            raise ConfigError(f"multi_rate order must be 'level' or 'tree', got {self.order!r}")
+        object.__setattr__(self, "rates", rates)
+
+    @property
+    def num_codes(self) -> int:
+        return self.frames * sum(self.rates)
+
+    def __len__(self) -> int:
+        return self.num_codes
+
+    def _frame_plan(self) -> tuple[np.ndarray, np.ndarray]:
+        """(level, index within the level's codes of one coarse frame) per token of a group."""
+        if self.order == "level":
+            levels = np.repeat(np.arange(len(self.rates)), self.rates)
+            return levels, np.concatenate([np.arange(r) for r in self.rates])
+        out: list[tuple[int, int]] = []
+
+        def visit(level: int, i: int):
+            out.append((level, i))
+            if level + 1 < len(self.rates):
+                f = self.rates[level + 1] // self.rates[level]
+                for j in range(f):
+                    visit(level + 1, i * f + j)
+
+        for i in range(self.rates[0]):
+            visit(0, i)
+        return np.array([a for a, _ in out]), np.array([b for _, b in out])
+
+    def _build_plan(self):
+        f_levels, f_pos = self._frame_plan()
+        rates = np.asarray(self.rates)
+        offsets = np.concatenate([[0], np.cumsum(rates * self.frames)[:-1]])   # start of each level's codes
+        t = np.arange(self.frames)[:, None]
+        index = offsets[f_levels] + t * rates[f_levels] + f_pos
+        groups = np.broadcast_to(t, index.shape)
+        levels = np.broadcast_to(f_levels, index.shape)
+        return levels.reshape(-1), groups.reshape(-1), index.reshape(-1)
+
+    def pack(self, codes) -> np.ndarray:
+        if len(codes) != len(self.rates):
+            raise ConfigError(f"multi-rate layout: expected {len(self.rates)} levels, got {len(codes)}")
+        parts = [_check_grid(c, (self.frames * r,), f"multi-rate level {k}") for k, (c, r) in
+                 enumerate(zip(codes, self.rates))]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def unpack(self, buffer):
+        out, start = [], 0
+        for r in self.rates:
+            out.append(buffer[start:start + self.frames * r])
+            start += self.frames * r
+        return out
+
+    def config(self) -> dict:
+        return {"name": self.name, "rates": list(self.rates), "order": self.order}
+
+
+@dataclass(frozen=True, eq=True)
+class FrameRaster(Layout):
+    """Emu3's order: frames in time, each a raster of ``[height, width]`` codes whose rows end
+    with ``<|eol|>`` (``eol=True``) and which ends with ``<|eof|>`` (``eof=True``). ``codes:
+    [frames, height, width]``; an image is one frame. ``group="token"``: one group per code (and
+    per structural token); ``group="row"``: one group per row (its end-of-line included), the
+    ``<|eof|>`` its own group."""
+
+    frames: int
+    height: int
+    width: int
+    eol: bool = True
+    eof: bool = True
+    group: str = "token"
+    name: ClassVar[str] = "frame_raster"
+
+    def __post_init__(self):
+        if min(self.frames, self.height, self.width) < 1:
+            raise ConfigError(f"frame_raster layout needs positive sizes, got {self.frames}x{self.height}x{self.width}")
+        if self.group not in ("token", "row"):
+            raise ConfigError(f"frame_raster group must be 'token' or 'row', got {self.group!r}")
+
+    @property
+    def num_codes(self) -> int:
+        return self.frames * self.height * self.width
+
+    def __len__(self) -> int:
+        return self.frames * (self.height * (self.width + self.eol) + self.eof)
+
+    def _build_plan(self):
+        F, H, W = self.frames, self.height, self.width
+        row_index = np.arange(H * W).reshape(H, W)
+        row_levels = np.zeros((H, W), dtype=np.int64)
+        if self.eol:
+            row_index = np.concatenate([row_index, np.full((H, 1), -1)], 1)
+            row_levels = np.concatenate([row_levels, np.full((H, 1), EOL)], 1)
+        index, levels = row_index.reshape(-1), row_levels.reshape(-1)
+        if self.group == "token":
+            groups = np.arange(len(index))
+        else:
+            groups = np.repeat(np.arange(H), W + self.eol)
+        if self.eof:
+            index, levels = np.append(index, -1), np.append(levels, EOF)
+            groups = np.append(groups, groups[-1] + 1)
+        per = int(groups[-1]) + 1
+        t = np.arange(F)[:, None]
+        return (np.broadcast_to(levels, (F, len(levels))).reshape(-1), (t * per + groups).reshape(-1),
+                np.where(index >= 0, t * H * W + index, -1).reshape(-1))
+
+    def pack(self, codes) -> np.ndarray:
+        return _check_grid(codes, (self.frames, self.height, self.width), "frame-raster layout")
+
+    def unpack(self, buffer):
+        return buffer.reshape(self.frames, self.height, self.width)
+
+    def config(self) -> dict:
+        return {"name": self.name, "eol": self.eol, "eof": self.eof, "group": self.group}
+
+
+LAYOUTS.update({cls.name: cls for cls in (LevelDelay, MultiRate, FrameRaster)})
