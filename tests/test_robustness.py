@@ -153,3 +153,18 @@ def test_a_second_run_on_the_same_folder_stops_at_once(tmp_path, text_suite):
             tokenize(_cfg([tmp_path / "in"], out, text_suite))
     tokenize(_cfg([tmp_path / "in"], out, text_suite))
     assert not (out / ".lock").exists() and len(TokenDataset(out)) == 1
+
+
+def test_limits_raise_a_limit_error():
+    """Over a size limit is LimitError (a MediaError): callers (the service's 413) tell it from bad media."""
+    import torch
+
+    from unitok import LimitError, MediaError
+    from unitok.media import MediaLimits
+
+    tok = unitok.load().with_limits(MediaLimits(max_pixels=100), max_tokens=50)
+    with pytest.raises(LimitError, match="MediaLimits.max_pixels"):
+        tok.encode(unitok.Image(torch.zeros(3, 20, 20, dtype=torch.uint8)))
+    with pytest.raises(LimitError, match="max_tokens"):
+        unitok.load().with_limits(max_tokens=5).encode("a text much longer than five tokens, surely")
+    assert issubclass(LimitError, MediaError)

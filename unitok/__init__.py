@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError, MediaError, TokenSequenceError, UnitokError
+from .errors import ConfigError, LimitError, MediaError, TokenSequenceError, UnitokError
 
 __version__ = "0.2.0"
 
@@ -31,7 +31,7 @@ _LAZY = {
 __all__ = [
     "load", "UniTokenizer", "TokenSpace", "TokenSequence", "Span", "Decoded", "Repair",
     "Image", "Video", "Audio", "Client", "from_hf",
-    "UnitokError", "MediaError", "TokenSequenceError", "ConfigError",
+    "UnitokError", "MediaError", "LimitError", "TokenSequenceError", "ConfigError",
 ]
 
 if TYPE_CHECKING:   # what type checkers and IDEs see

@@ -16,6 +16,11 @@ class MediaError(UnitokError, ValueError):
         super().__init__(f"{self.path}: {reason}" if self.path else reason)
 
 
+class LimitError(MediaError):
+    """Media (or a document) over a size limit: ``MediaLimits`` or ``UniTokenizer.max_tokens``. The
+    input may be fine; a caller with the memory for it can raise the limit (the service answers 413)."""
+
+
 class TokenSequenceError(UnitokError, ValueError):
     """A token id sequence cannot be decoded. ``position`` is the index of the offending id."""
 

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from . import checkpoint
-from .errors import ConfigError, MediaError, TokenSequenceError
+from .errors import ConfigError, LimitError, MediaError, TokenSequenceError
 from .files import read_json_file
 from .layout import FOREIGN, Sequential
 from .media import DEFAULT_LIMITS, Audio, Image, MediaLimits, Preprocess, Video, check_document_bytes, open_media
@@ -240,7 +240,7 @@ class UniTokenizer:
             spans.append(Span(modality, start, n))
             previous = modality
             if n + eos > self.max_tokens:
-                raise MediaError(f"the document has more than {self.max_tokens} tokens ({n + eos} once part {i}, "
+                raise LimitError(f"the document has more than {self.max_tokens} tokens ({n + eos} once part {i}, "
                                  f"{'an' if modality[0] in 'aeiou' else 'a'} {modality}, is in); raise "
                                  f"UniTokenizer.max_tokens for longer documents")
         if eos:

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..checkpoint import register
-from ..errors import ConfigError, MediaError, TokenSequenceError
+from ..errors import ConfigError, LimitError, MediaError, TokenSequenceError
 from ..layout import MISSING, CodecDepth, Delay
 from ..media import DEFAULT_LIMITS, Audio
 from ..modality import MediaTokenizer
@@ -252,7 +252,7 @@ class AudioTokenizer(MediaTokenizer):
         if not MIN_RATE <= item.sample_rate <= MAX_RATE:
             raise MediaError(f"sample rate {item.sample_rate} Hz is outside the supported {MIN_RATE}..{MAX_RATE} Hz")
         if item.duration > self.limits.max_seconds:   # what decode would refuse is not encoded either
-            raise MediaError(f"audio lasts {item.duration:.0f} s, over the limit of {self.limits.max_seconds:g} s "
+            raise LimitError(f"audio lasts {item.duration:.0f} s, over the limit of {self.limits.max_seconds:g} s "
                              f"(MediaLimits.max_seconds)")
         n = self._levels_arg(None)
         header = {"levels": n, "sample_rate": item.sample_rate, "samples": item.num_samples}

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import register
-from ..errors import ConfigError, MediaError, TokenSequenceError
+from ..errors import ConfigError, LimitError, MediaError, TokenSequenceError
 from ..layout import NextScale, Raster
 from ..media import DEFAULT_LIMITS, Image
 from ..modality import MediaTokenizer
@@ -188,7 +188,8 @@ class ImageTokenizer(SpatialCodec, MediaTokenizer):
         try:
             self.check_header(header)   # what decode would refuse is not encoded either
         except TokenSequenceError as e:
-            raise MediaError(f"cannot tokenize this image: {e.reason}") from None
+            kind = LimitError if "MediaLimits." in e.reason else MediaError   # a size limit, or an impossible size
+            raise kind(f"cannot tokenize this image: {e.reason}") from None
         maps = self._maps(self.encode(item.to_rgb().to_float()[None]))
         if self.multiscale:
             return header, [c[0].cpu().numpy() for c in maps]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import MediaError
+from ..errors import LimitError, MediaError
 from .audio import Audio, _read_audio
 from .image import Image, _decode_picture_av
 from .inputs import (_LIB_ERRORS, Source, _first_video_stream, _holds, _Input, _looks_like_text,
@@ -104,6 +104,6 @@ def check_document_bytes(total: int, item: "Image | Video | Audio", limits: Medi
     document that lists many large files, or one file many times)."""
     total += decoded_bytes(item)
     if total > limits.max_decoded_bytes:
-        raise MediaError(f"the document's media decode to {total} bytes together, over the limit of "
+        raise LimitError(f"the document's media decode to {total} bytes together, over the limit of "
                          f"{limits.max_decoded_bytes} (MediaLimits.max_decoded_bytes)", name)
     return total

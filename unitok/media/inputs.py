@@ -16,7 +16,7 @@ from typing import Iterator, Union
 
 import av
 
-from ..errors import MediaError
+from ..errors import LimitError, MediaError
 from .limits import MediaLimits
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
@@ -83,7 +83,7 @@ def _resolve(source: Source, limits: MediaLimits) -> _Input:
     if size == 0:
         raise MediaError("file is empty (0 bytes)", name)
     if size > limits.max_file_bytes:
-        raise MediaError(f"file is {size} bytes, over the limit of {limits.max_file_bytes} "
+        raise LimitError(f"file is {size} bytes, over the limit of {limits.max_file_bytes} "
                          f"(MediaLimits.max_file_bytes)", name)
     return _Input(name, path, data, size)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ConfigError, MediaError
+from ..errors import ConfigError, LimitError, MediaError
 
 
 @dataclass(frozen=True)
@@ -57,31 +57,31 @@ def _check_picture_size(width: int, height: int, limits: MediaLimits, name: str)
     if width <= 0 or height <= 0:
         raise MediaError(f"picture has an empty size {width}x{height}", name)
     if max(width, height) > limits.max_side:
-        raise MediaError(f"picture is {width}x{height}, a side over the limit of {limits.max_side} "
+        raise LimitError(f"picture is {width}x{height}, a side over the limit of {limits.max_side} "
                          f"pixels (MediaLimits.max_side)", name)
     if width * height > limits.max_pixels:
-        raise MediaError(f"picture is {width}x{height} = {width * height} pixels, over the limit of "
+        raise LimitError(f"picture is {width}x{height} = {width * height} pixels, over the limit of "
                          f"{limits.max_pixels} (MediaLimits.max_pixels)", name)
 
 
 def _check_audio_format(sample_rate: int, channels: int, limits: MediaLimits, name: str) -> None:
     if not limits.min_sample_rate <= sample_rate <= limits.max_sample_rate:
-        raise MediaError(f"sample rate {sample_rate} Hz is outside the accepted range "
+        raise LimitError(f"sample rate {sample_rate} Hz is outside the accepted range "
                          f"{limits.min_sample_rate}..{limits.max_sample_rate} Hz "
                          f"(MediaLimits.min_sample_rate / max_sample_rate)", name)
     if not 1 <= channels <= limits.max_channels:
-        raise MediaError(f"audio has {channels} channels; accepted are 1..{limits.max_channels} "
+        raise LimitError(f"audio has {channels} channels; accepted are 1..{limits.max_channels} "
                          f"(MediaLimits.max_channels)", name)
 
 
 def _check_seconds(seconds: float, limits: MediaLimits, name: str, what: str) -> None:
     seconds = float(seconds)
     if seconds > limits.max_seconds:
-        raise MediaError(f"{what} lasts {seconds:.1f} s, over the limit of {limits.max_seconds:g} s "
+        raise LimitError(f"{what} lasts {seconds:.1f} s, over the limit of {limits.max_seconds:g} s "
                          f"(MediaLimits.max_seconds)", name)
 
 
 def _check_decoded_bytes(nbytes: int, limits: MediaLimits, name: str, what: str) -> None:
     if nbytes > limits.max_decoded_bytes:
-        raise MediaError(f"decoded {what} needs {nbytes} bytes, over the limit of "
+        raise LimitError(f"decoded {what} needs {nbytes} bytes, over the limit of "
                          f"{limits.max_decoded_bytes} (MediaLimits.max_decoded_bytes)", name)

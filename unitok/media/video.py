@@ -13,7 +13,7 @@ import av
 import numpy as np
 import torch
 
-from ..errors import MediaError
+from ..errors import LimitError, MediaError
 from .audio import Audio, _AudioCollector, _AudioEncoder, _check_audio_stream
 from .convert import _as_tensor, _channels_first, _composite, _frame_has_alpha, _to_uint8
 from .inputs import (_LIB_ERRORS, _USE, Source, _decoder_of, _Demuxer, _first_audio_stream,
@@ -94,7 +94,7 @@ def _read_video(container, inp: _Input, limits: MediaLimits, with_audio: bool) -
     _check_seconds(seconds, limits, name, "video")
     declared = max(vstream.frames or 0, int(seconds * fps))
     if declared > limits.max_frames:
-        raise MediaError(f"video declares about {declared} frames, over the limit of "
+        raise LimitError(f"video declares about {declared} frames, over the limit of "
                          f"{limits.max_frames} (MediaLimits.max_frames)", name)
     if width and height:
         _check_decoded_bytes(declared * 3 * width * height, limits, name, "video")
@@ -119,7 +119,7 @@ def _read_video(container, inp: _Input, limits: MediaLimits, with_audio: bool) -
                 _check_picture_size(width, height, limits, name)
                 turns = _display_rotation(frame)
             if len(frames) >= limits.max_frames:
-                raise MediaError(f"video has more than {limits.max_frames} frames "
+                raise LimitError(f"video has more than {limits.max_frames} frames "
                                  f"(MediaLimits.max_frames)", name)
             frames.append(_video_frame_to_rgb(frame, width, height))
             _check_seconds(len(frames) / fps, limits, name, "video")

@@ -14,7 +14,7 @@ import traceback
 
 import numpy as np
 
-from ..errors import ConfigError, MediaError, TokenSequenceError, UnitokError
+from ..errors import ConfigError, LimitError, MediaError, TokenSequenceError, UnitokError
 from .wire import dump_decoded, load_document
 
 _LIMIT_MARKS = ("(MediaLimits.", "UniTokenizer.max_tokens")   # what a size-limit message names
@@ -33,7 +33,7 @@ def answer_error(e: Exception) -> tuple[int, bytes]:
     if isinstance(e, TokenSequenceError):
         return error_body(422, "token_sequence", e.reason, e.position)
     if isinstance(e, MediaError):
-        limit = any(mark in str(e) for mark in _LIMIT_MARKS)
+        limit = isinstance(e, LimitError) or any(mark in str(e) for mark in _LIMIT_MARKS)
         return error_body(413 if limit else 400, "limit" if limit else "media", str(e))
     if isinstance(e, ConfigError):
         return error_body(400, "config", str(e))

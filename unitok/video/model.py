@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import register
-from ..errors import ConfigError, MediaError, TokenSequenceError
+from ..errors import ConfigError, LimitError, MediaError, TokenSequenceError
 from ..image.spatial import SpatialCodec, SpatialConfig, decoder_levels, encoder_levels, middle_layers, spatial_part
 from ..layout import FrameScale
 from ..media import DEFAULT_LIMITS, Video
@@ -414,7 +414,8 @@ class VideoTokenizer(SpatialCodec, MediaTokenizer):
         try:
             self.check_header(header)   # what decode would refuse is not encoded either
         except TokenSequenceError as e:
-            raise MediaError(str(e).replace("video header asks for", "the video has")) from None
+            kind = LimitError if "MediaLimits." in str(e) else MediaError   # a size limit, or an impossible size
+            raise kind(str(e).replace("video header asks for", "the video has")) from None
         per_scale = [c[0].cpu().numpy() for c in self._maps(self.encode(item.frames[None]))]
         return header, [[s[t] for s in per_scale] for t in range(per_scale[0].shape[0])]
 
