@@ -252,7 +252,8 @@ def _collect(rows: list[dict[str, float]]) -> dict[str, np.ndarray]:
 def run_audio_codec(cand: AudioCandidate, clips: Sequence[Clip], target: float, levels: int, mels, *,
                     progress: bool = True) -> AudioRun:
     codec = cand.codec
-    size = codec.quantizer.codebook_size
+    sizes = codec.codebook_sizes      # the MediaTokenizer contract: ours and adapted codecs alike
+    size = max(sizes)
     used = {c.category: np.zeros((levels, size), dtype=bool) for c in clips}
     bits, tokens, rows = [], [], []
     for clip in progress_bar(clips, f"{cand.name} @ {target:g} kbps", progress, "clip"):
@@ -260,9 +261,9 @@ def run_audio_codec(cand: AudioCandidate, clips: Sequence[Clip], target: float, 
         for lv in range(levels):
             used[clip.category][lv, codes[lv].numpy()] = True
         tokens.append(codes.numel())
-        bits.append(codes.numel() * math.log2(size))
+        bits.append(sum(codes[lv].numel() * math.log2(sizes[lv]) for lv in range(levels)))
         rows.append(audio_scores(clip.wav, rec, mels))
-    usage = {cat: [(lv, int(u[lv].sum()), size) for lv in range(levels)] for cat, u in used.items()}
+    usage = {cat: [(lv, int(u[lv].sum()), sizes[lv]) for lv in range(levels)] for cat, u in used.items()}
     return AudioRun(cand.name, target, levels, np.array(bits), _collect(rows), np.array(tokens, dtype=np.float64),
                     usage=usage)
 

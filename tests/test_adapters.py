@@ -388,3 +388,26 @@ def test_cli_convert_writes_a_unitok_checkpoint(tmp_path, capsys):
     tok = load_pretrained(tmp_path / "audio")
     assert tok.cfg.order == "tree" and tok.layout({"levels": 3, "sample_rate": RATE, "samples": 64}).rates == (1, 2, 4)
     assert main(["convert", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")]) == 1
+
+
+def test_the_reconstruction_benchmark_runs_on_an_adapted_codec(tmp_path):
+    """Issue 15 item 6: a user with real weights converts them and gets the same tables as for
+    unitok's own tokenizers (here tiny random EnCodec weights, so only the mechanics are checked)."""
+    import math
+
+    import audio as audio_bench          # benchmarks/audio.py (pytest's pythonpath holds benchmarks/)
+
+    encodec().save_pretrained(tmp_path / "hf")
+    adapted = unitok.from_hf(tmp_path / "hf")
+    adapted.save_pretrained(tmp_path / "ck")
+    cand, = audio_bench.load_audio_candidates(None, [tmp_path / "ck"], use_suite=False)
+    t = torch.arange(24000) / 24000
+    clip = audio_bench.Clip("s", "speech", (0.3 * torch.sin(2 * torch.pi * 220 * t)).float())
+    top = max(adapted.bitrates.values())                       # every level of the tiny model
+    report = audio_bench.run_audio([cand], [clip], kbps=(top,), devices=["cpu"], threads=(), repeat=1, rtf_seconds=1,
+                                   memory_minutes=0, progress=False)
+    ours = next(r for r in report.runs if r.codec == cand.name)
+    frames = ours.tokens[0] / ours.levels                      # every level holds one code per frame
+    bits = frames * sum(math.log2(s) for s in adapted.codebook_sizes[:ours.levels])
+    assert ours.levels >= 1 and ours.bits.tolist() == [bits]
+    assert math.isfinite(float(ours.scores["mel"][0]))
