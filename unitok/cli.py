@@ -40,28 +40,22 @@ def _device(text: str) -> str:
     return text
 
 
-def _kbps(text: str) -> float:
-    """argparse type of --bitrate: a positive number of kbit/s."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of kbit/s") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} kbit/s: the bitrate must be a positive number, e.g. 1.5, 3 or 6")
-    return value
-
-
-def _positive(cast):
+def _positive(cast, what: str = "", example: str = ""):
+    """argparse type: a positive, finite number (``cast`` int or float), a usage error otherwise."""
     def parse(text: str):
         try:
             value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {cast.__name__}") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{' number of ' + what if what else ' ' + cast.__name__}") \
+                from None
         if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"{text}: must be a positive number")
+            raise argparse.ArgumentTypeError(f"{text}{' ' + what if what else ''}: must be a positive number{example}")
         return value
     parse.__name__ = cast.__name__
     return parse
+
+
+_kbps = _positive(float, "kbit/s", ", e.g. 1.5, 3 or 6")   # --bitrate
 
 
 def _preprocess_args(p: argparse.ArgumentParser) -> None:
