@@ -27,6 +27,21 @@ CATEGORIES = {
     "datasets": "a tokenized dataset with one file damaged, through TokenDataset and unitok verify",
     "tokenize": "a unitok tokenize run over a 40-line manifest of good and mutated files, a FIFO, bad JSON, "
                 "NUL bytes in names and ill-typed parts (odd cases in a process pool of one)",
+    # the robustness issue's classes (fuzz_hostile.py)
+    "hostile-records": "a unitok tokenize run over a manifest, a folder and a tar shard mixing good records with "
+                       "huge-integer and lone-surrogate ids, JSON nested 100,000 deep, invalid UTF-8 lines, paths "
+                       "past PATH_MAX, a million spaces, non-UTF-8 file and member names, FIFOs, /dev/zero, "
+                       "twin, link and sparse (8 GB) members; then cut short and resumed",
+    "tar-shards": "a tar shard of good and bad samples cut at a random byte or header boundary, then another "
+                  "input",
+    "special-files": "a FIFO or /dev/zero in place of a suite's, a dataset's or a token file, or as a manifest, "
+                     "tar, glob match or folder entry given to unitok tokenize",
+    "damaged-json": "deep, huge-integer, invalid UTF-8, lone-surrogate, NaN, truncated or empty JSON in a suite's "
+                    "JSON, a safetensors header, a token file or a dataset's JSON; a damaged shard manifest "
+                    "resumed",
+    "containment": "a vocab_file, id_map_file or index.json shard name reaching outside its folder",
+    "unclean-failures": "unitok tokenize / encode with a full disk at a random write, a folder where an output "
+                        "file must go, or another run holding the lock; then resumed once the cause is gone",
 }
 #: every category a worker runs: the report's, then the harness's own self-test
 ORDER = (*CATEGORIES, "selftest")

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 from fuzz_common import ORDER, Bad, Context, case_rng, describe_error
+from fuzz_hostile import (containment_case, damaged_json_case, hostile_records_case, special_files_case,
+                          tar_shards_case, unclean_failures_case)
 from fuzz_media import crafted_case, file_case, items_case
 from fuzz_storage import checkpoint_case, dataset_case, manifest_case, tokenize_case
 from fuzz_tokens import lenient_case, strict_case, truncation_case
@@ -44,7 +46,10 @@ CASES = {
     "image-files": file_case("image"), "video-files": file_case("video"), "audio-files": file_case("audio"),
     "crafted-files": crafted_case, "items": items_case, "tokens-strict": strict_case,
     "tokens-lenient": lenient_case, "truncation": truncation_case, "checkpoints": checkpoint_case,
-    "manifests": manifest_case, "datasets": dataset_case, "tokenize": tokenize_case, "selftest": selftest_case,
+    "manifests": manifest_case, "datasets": dataset_case, "tokenize": tokenize_case,
+    "hostile-records": hostile_records_case, "tar-shards": tar_shards_case, "special-files": special_files_case,
+    "damaged-json": damaged_json_case, "containment": containment_case, "unclean-failures": unclean_failures_case,
+    "selftest": selftest_case,
 }
 assert tuple(CASES) == ORDER, "a case per category, in the order that seeds them"
 

@@ -12,12 +12,17 @@ FIFOs, sparse 3 GB files, NUL bytes in names); in-memory items of odd shapes and
 of the wrong type through ``encode``; random and adversarial id sequences through ``decode`` in strict
 and lenient mode, and every truncation of valid sequences; damaged, tampered, foreign and pickled
 checkpoints; damaged token-space manifests, suite configs and token files; damaged tokenized datasets
-(``TokenDataset``, ``unitok verify``); and ``unitok tokenize`` over manifests of broken files.
+(``TokenDataset``, ``unitok verify``); ``unitok tokenize`` over manifests of broken files; and the
+robustness issue's classes: hostile manifest records, folder entries and tar samples, truncated tar
+shards, special files (FIFO, /dev/zero) everywhere a path is opened, pathological JSON in every file
+a suite or dataset has, files named outside their folder, and unclean failures (a full disk, a
+blocked output path, a racing run) followed by a resume identical to a clean run.
 
 Each case is generated from ``(seed, category, index)`` alone and runs in a worker process
 (``fuzz_worker.py``). The cases live by category in ``fuzz_media.py`` (files, crafted files, items),
-``fuzz_tokens.py`` (token streams, truncation) and ``fuzz_storage.py`` (checkpoints, manifests,
-datasets, ``unitok tokenize``), sharing ``fuzz_common.py``. This file is the parent: it classifies
+``fuzz_tokens.py`` (token streams, truncation), ``fuzz_storage.py`` (checkpoints, manifests,
+datasets, ``unitok tokenize``) and ``fuzz_hostile.py`` (the robustness issue's classes), sharing
+``fuzz_common.py``. This file is the parent: it classifies
 each case:
 
 - ``error``: refused with a unitok error (``MediaError``, ``TokenSequenceError`` with its position,
@@ -26,8 +31,8 @@ each case:
 - ``crash``: any other exception, a failed check, or the worker process dying;
 - ``hang``: no answer within ``--timeout`` seconds (the worker is killed and restarted);
 - ``memory``: the worker's resident memory grew by more than ``--max-rss-gb``;
-- ``lost`` (``unitok tokenize`` only): records that are neither in the dataset with the ids
-  ``tok.encode`` gives nor listed in ``errors.jsonl``.
+- ``lost`` (the ``unitok tokenize`` categories): records that are neither in the dataset with the
+  ids ``tok.encode`` gives nor listed in ``errors.jsonl`` (a good record listed counts too).
 
 Decoding and encoding run under ``fuzz_limits()`` and ``FUZZ_MAX_TOKENS`` (a header may ask for at most
 4 megapixels, 120 s or 2**18 tokens), tighter than the defaults, so that no case is legitimately slow;
@@ -58,11 +63,15 @@ from report import RESULTS, Section, machine_description, write_section
 SECTION = "Robustness"
 WORKER = Path(__file__).resolve().parent / "fuzz_worker.py"
 
-DEFAULT_CASES = {"tokenize": 6, "checkpoints": 150, "datasets": 60, "truncation": 600}
+DEFAULT_CASES = {"tokenize": 6, "checkpoints": 150, "datasets": 60, "truncation": 600, "hostile-records": 40,
+                 "tar-shards": 150, "special-files": 150, "damaged-json": 200, "containment": 100,
+                 "unclean-failures": 60}
+COUNTS_RECORDS = {"tokenize", "hostile-records", "tar-shards", "special-files"}   # whose cases count lost records
 SLICE = {  # the CI slice (tests/test_fuzz.py): cases per category, about 30 s on one thread
     "image-files": 24, "video-files": 10, "audio-files": 20, "crafted-files": 40, "items": 16,
     "tokens-strict": 60, "tokens-lenient": 60, "truncation": 96, "checkpoints": 10, "manifests": 30,
-    "datasets": 6, "tokenize": 1,
+    "datasets": 6, "tokenize": 1, "hostile-records": 1, "tar-shards": 6, "special-files": 6, "damaged-json": 8,
+    "containment": 4, "unclean-failures": 3,
 }
 
 
@@ -209,7 +218,7 @@ def table(tallies: dict[str, Tally]) -> str:
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     total = Tally()
     for name, t in tallies.items():
-        lost = str(t.lost) if name == "tokenize" else "-"
+        lost = str(t.lost) if name in COUNTS_RECORDS else "-"
         rows.append(f"| {name} | {t.cases} | {t.error} | {t.ok} | {t.crash} | {t.hang} | {t.memory} | {lost} | "
                     f"{t.seconds / max(t.cases, 1):.3f} |")
         for k in ("cases", "error", "ok", "crash", "hang", "memory", "lost", "seconds"):
@@ -241,7 +250,10 @@ def section_body(tallies: dict[str, Tally], args, seconds: float) -> str:
         "trips of what encodes, lenient parts of the shapes their headers declare). *Crash*: any other exception, a "
         "failed check, or the worker dying. *Hang*: no answer in time. *Memory*: resident memory grew past the "
         "ceiling. *Records lost* (`unitok tokenize`): records neither stored with the ids `tok.encode` gives "
-        "nor listed in `errors.jsonl`.",
+        "nor listed in `errors.jsonl`; a good record listed as an error counts too. The issue-19 categories "
+        "(hostile-records to unclean-failures) also check that a run cut short, or failed by a full disk, a "
+        "blocked output path or a racing run, ends with one-line errors, leaves no temporary file, and "
+        "completes with `--resume` byte-identical to a clean run.",
         "- Suites: the bundled one (`unitok.load()`: text, image, audio and, since its checkpoint landed in "
         "`unitok/assets/video`, video), the two toy suites of `unitok/testing.py` (next-scale and raster images, "
         "codec-depth and delay audio, 3 text tokens a group) and a small randomly initialised `unitok.video` "
@@ -251,7 +263,7 @@ def section_body(tallies: dict[str, Tally], args, seconds: float) -> str:
         "own refusals (a 16000 x 16000 image header, 4 h of audio, a config asking for 2**63 LSTM layers) are "
         "regression tests in `tests/test_fuzz.py`.",
         "- CI runs a deterministic slice of the same cases (`tests/test_fuzz.py`, seed 0, "
-        f"{sum(SLICE.values())} cases, about 30 s).",
+        f"{sum(SLICE.values())} cases, about 40 s).",
         "",
         table(tallies),
         "",

@@ -58,6 +58,8 @@ def test_fuzz_slice_has_no_crash_hang_memory_blowup_or_lost_record(tmp_path):
     for name in ("image-files", "audio-files", "crafted-files", "tokens-strict"):
         assert tallies[name].error > 0 and tallies[name].ok > 0, report
     assert tallies["tokenize"].ok == 1, report
+    # the robustness issue's classes (fuzz_hostile.py): the runs kept every good record and resumed identically
+    assert tallies["hostile-records"].ok == 1 and tallies["unclean-failures"].error == R.SLICE["unclean-failures"], report
     assert time.monotonic() - start < 120, report
 
 

@@ -168,3 +168,179 @@ def test_limits_raise_a_limit_error():
     with pytest.raises(LimitError, match="max_tokens"):
         unitok.load().with_limits(max_tokens=5).encode("a text much longer than five tokens, surely")
     assert issubclass(LimitError, MediaError)
+
+
+_ORPHAN_MAIN = '''
+import os, sys, threading, time
+if __name__ == "__mp_main__":        # the worker re-imports this file first: stall it before the pool code runs
+    time.sleep(float(os.environ["STALL"]))
+
+
+def hang(suite, device):             # the suite loader: a worker that gets this far never finishes starting
+    time.sleep(10**6)
+
+
+if __name__ == "__main__":
+    import multiprocessing as mp
+
+    from unitok.pipeline.local import LocalEngine
+    from unitok.pipeline.worker import Options, WorkerSpec
+
+    def announce():
+        while not mp.active_children():
+            time.sleep(0.01)
+        print(" ".join(str(p.pid) for p in mp.active_children()), flush=True)
+
+    threading.Thread(target=announce, daemon=True).start()
+    LocalEngine(WorkerSpec(None, "cpu", Options(), loader="__mp_main__.hang"), 2)._pool()
+'''
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_end_with_a_main_process_killed_while_they_start(tmp_path):
+    """A main process SIGKILLed while its workers imported torch left them running for ever: the
+    watch began after the imports and compared parent ids, and the parent was already init. Here
+    the main dies before the workers run any code of ours (they stall 2 s first)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "main.py"
+    script.write_text(_ORPHAN_MAIN)
+    main = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, STALL="2"), start_new_session=True)
+    workers = [int(p) for p in main.stdout.readline().split()]
+    main.kill()
+    main.wait()
+    main.stdout.close()
+    deadline = time.monotonic() + 60
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in workers if _alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert workers and not left, f"worker processes {left} outlived their main process"
+
+
+def _too_deep(top: Path) -> None:
+    """Folders nested past PATH_MAX below ``top``, with a text file at the bottom."""
+    top.mkdir(parents=True)
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(24):
+            os.mkdir("d" * 200, dir_fd=fd)
+            nxt = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        os.close(os.open("x.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+
+
+def test_a_folder_holding_a_path_past_path_max_is_one_listed_error(tmp_path, text_suite, capsys):
+    """os.scandir raised 'File name too long' out of the folder listing: unitok tokenize and encode
+    of the whole folder stopped, losing every good file."""
+    from unitok import cli
+
+    data = tmp_path / "in"
+    _too_deep(data / "deep")
+    (data / "good.txt").write_text("a good document")
+    summary = tokenize(_cfg([data], tmp_path / "out", text_suite))
+    assert summary.documents == 1 and summary.skipped == 1
+    (reason,) = _errors(tmp_path / "out").values()
+    assert "cannot list this folder" in reason
+    code = cli.main(["encode", str(data), "--suite", str(text_suite), "-o", str(tmp_path / "enc")])
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot list this folder" in err and "encoded 1 file(s)" in err
+    assert len(list((tmp_path / "enc").rglob("*.tokens.json"))) == 1
+
+
+def test_special_files_named_directly_or_in_a_folder_are_refused_by_name(tmp_path, text_suite, capsys):
+    """A FIFO given as a manifest or tar shard blocked tokenize for ever (and /dev/zero as a
+    manifest grew without end); FIFOs in a folder given to encode or decode vanished silently."""
+    from unitok import cli
+
+    (tmp_path / "good.txt").write_text("a good document")
+    os.mkfifo(tmp_path / "m.jsonl")
+    os.mkfifo(tmp_path / "s.tar")
+    (tmp_path / "z.jsonl").symlink_to("/dev/zero")
+    inputs = [tmp_path / n for n in ("m.jsonl", "s.tar", "z.jsonl", "good.txt")]
+    summary = tokenize(_cfg(inputs, tmp_path / "out", text_suite))
+    assert summary.documents == 1 and summary.skipped == 3
+    reasons = list(_errors(tmp_path / "out").values())
+    assert "is a FIFO, not a regular manifest" in reasons[0] and "is a FIFO, not a regular tar shard" in reasons[1]
+    assert "is a device" in reasons[2]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.txt").write_text("fine")
+    os.mkfifo(folder / "pipe.txt")
+    os.mkfifo(folder / "pipe.tokens.json")
+    code = cli.main(["encode", str(folder), "--suite", str(text_suite), "-o", str(tmp_path / "enc")])
+    assert code == 1 and "pipe.txt: is a FIFO" in capsys.readouterr().err
+    code = cli.main(["decode", str(folder), "--suite", str(text_suite), "-o", str(tmp_path / "dec")])
+    assert code == 1 and "pipe.tokens.json: is a FIFO" in capsys.readouterr().err
+
+
+def test_a_tar_cut_at_a_header_boundary_is_listed_not_taken_for_its_end(tmp_path, text_suite):
+    """tarfile reads a shard cut exactly between members as a whole one: the samples after the cut
+    vanished without an error line."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for k in range(4):
+            data = f"sample {k} ".encode() * 60
+            info = tarfile.TarInfo(f"s{k}.txt")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "s.tar").write_bytes(buf.getvalue()[:2 * 1536])       # s0 and s1 whole, nothing after
+    summary = tokenize(_cfg([tmp_path / "s.tar"], tmp_path / "out", text_suite))
+    assert summary.documents == 1
+    (reason,) = _errors(tmp_path / "out").values()
+    assert "without the end-of-archive marker" in reason and "sample s1 may be incomplete" in reason
+
+
+def test_special_files_and_deep_json_in_weights_and_shards(tmp_path, text_suite):
+    """A FIFO as model.safetensors or as a shard's .idx blocked the loader for ever; a safetensors
+    header nested 100,000 deep raised RecursionError."""
+    import shutil
+    import struct
+
+    from unitok.checkpoint import load_pretrained
+
+    folder = tmp_path / "image"
+    shutil.copytree(Path(unitok.__file__).parent / "assets" / "image", folder)
+    weights = folder / "model.safetensors"
+    weights.unlink()
+    os.mkfifo(weights)
+    with pytest.raises(ConfigError, match="is a FIFO, not a regular weights file"):
+        load_pretrained(folder)
+    weights.unlink()
+    weights.write_bytes(struct.pack("<Q", 200_000) + b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(ConfigError, match="model.safetensors"):
+        load_pretrained(folder)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("a document")
+    tokenize(_cfg([tmp_path / "in"], tmp_path / "out", text_suite))
+    for name in ("shard-00000.idx", "shard-00000.bin"):
+        (tmp_path / "out" / name).rename(tmp_path / name)
+        os.mkfifo(tmp_path / "out" / name)
+        with pytest.raises(ConfigError, match=f"{name}: is a FIFO"):
+            TokenDataset(tmp_path / "out")[0]
+        (tmp_path / "out" / name).unlink()
+        (tmp_path / name).rename(tmp_path / "out" / name)
+    from unitok.pipeline import verify                       # unitok verify read errors.jsonl whatever it was
+
+    (tmp_path / "out" / "errors.jsonl").unlink()
+    os.mkfifo(tmp_path / "out" / "errors.jsonl")
+    report = verify(tmp_path / "out", unitok.load(text_suite), sample=1)
+    assert not report.ok and any("errors.jsonl" in p for p in report.problems)

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
 from .errors import ConfigError
-from .files import ASSETS, file_sha256, read_regular_file  # noqa: F401  (ASSETS, file_sha256: re-exported)
+from .files import ASSETS, file_sha256, read_regular_file, regular_file_size  # noqa: F401  (ASSETS, file_sha256: re-exported)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -157,6 +157,7 @@ def load_weights(folder: str | Path) -> dict:
     if not path.exists():
         _refuse_pickle(Path(folder))
         raise ConfigError(f"{path}: missing; a model checkpoint needs {WEIGHTS_NAME}")
+    regular_file_size(path, ConfigError, "weights file")   # a FIFO would block the reader for ever
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
@@ -241,7 +242,7 @@ def _tensor_count(weights: Path) -> int:
             n = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(n)) if n <= 100 * 1024 * 1024 else None
         return len(header) if isinstance(header, dict) else 1 << 40
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):   # RecursionError: a header nested too deeply
         return 1 << 40
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError
-from .files import read_json_file, read_regular_file
+from .files import read_json_file, read_regular_file, regular_file_size
 from .pipeline.shards import (GROUP_DTYPE, INDEX_FIELDS, INDEX_FILE, MegatronIndex, check_fields, check_format,
                               parse_doc_line, read_megatron_index)
 from .sequence import Span, TokenSequence
@@ -33,8 +33,10 @@ MAX_DOCS_BYTES = 1 << 32   # a shard's .docs.jsonl (one short line per document)
 
 
 def _memmap(path: Path, dtype) -> np.ndarray:
+    # a regular file only: mapping opens it, and a FIFO would block (its size says 0)
+    size = regular_file_size(path, ConfigError, "token file")
     try:
-        if path.stat().st_size == 0:
+        if size == 0:
             return np.zeros(0, dtype=dtype)     # numpy cannot map an empty file
         return np.memmap(path, dtype=dtype, mode="r")
     except (OSError, ValueError) as e:

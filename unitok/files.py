@@ -46,8 +46,10 @@ def read_regular_file(path: str | Path, max_bytes: int, error: type[Exception], 
     if size > max_bytes:
         raise error(f"{path}: {size} bytes, more than a {what} may have ({max_bytes})")
     try:
-        with open(path, "rb") as f:
-            data = f.read(max_bytes + 1)
+        with open(path, "rb") as f:   # read(n) allocates n bytes first: ask for the size, then any growth
+            data = f.read(size + 1)
+            if len(data) > size:
+                data += f.read(max_bytes + 1 - len(data))
     except OSError as e:
         raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
     if len(data) > max_bytes:
@@ -69,6 +71,23 @@ def contained(folder: str | Path, name: str, error: type[Exception], what: str =
                     f"may only name its own files")
     return path
 
+
+
+def walk_files(root: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every entry under the folder ``root`` that is not a folder (special files and broken links
+    included: a caller refuses them by name rather than letting them vanish), and the folders that
+    could not be listed, with the reason (a path longer than PATH_MAX, no permission): one such
+    folder is reported, it does not stop the listing. Links to folders are not followed, so a link
+    loop cannot recurse. Unsorted."""
+    files: list[Path] = []
+    unlisted: list[tuple[Path, str]] = []
+
+    def failed(e: OSError) -> None:
+        unlisted.append((Path(e.filename if e.filename is not None else root), e.strerror or str(e)))
+
+    for folder, _, names in os.walk(root, onerror=failed):
+        files.extend(Path(folder, n) for n in names)
+    return files, unlisted
 
 MAX_JSON_BYTES = 256 * 1024 * 1024   # a manifest, index or config larger than this is damaged, not read
 

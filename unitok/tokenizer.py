@@ -36,6 +36,7 @@ from .media import DEFAULT_LIMITS, Audio, Image, MediaLimits, Preprocess, Video,
 from .sequence import Decoded, Repair, Span, TokenSequence
 from .space import BEGIN, END, MEDIA_MODALITIES, TokenSpace
 from .suiteinfo import SUITE_CONFIG, write_suite_files
+from .text.dropout import part_seed, per_text_seeds
 
 DEFAULT_MAX_SEGMENT_TOKENS = 1 << 24   # a decoded header may not ask for more tokens than this
 DEFAULT_MAX_TOKENS = 1 << 24           # tokens per document, encoded or decoded (padding included)
@@ -153,23 +154,39 @@ class UniTokenizer:
 
     # -- encode ------------------------------------------------------------------------------------
 
-    def encode(self, x, *, bos: bool = False, eos: bool = False, allowed_special=()) -> TokenSequence:
+    def encode(self, x, *, bos: bool = False, eos: bool = False, allowed_special=(), dropout: float = 0.0,
+               seed=None) -> TokenSequence:
         """Encode one item or an interleaved document (a list of items) to a ``TokenSequence``.
 
         ``encode(x)`` and ``encode([x])`` give the same ids. Special-token strings inside text are
         plain text unless named in ``allowed_special`` (text-vocabulary specials only).
+        ``dropout``/``seed``: BPE-dropout of the text parts (``TextTokenizer.encode``); part ``j > 0``
+        of the document is encoded with seed ``(*seed, j)``.
         """
         parts = self._parts(x)
-        texts = [self.text.encode(p, allowed_special=allowed_special) if m == "text" else None for m, p in parts]
+        texts = [self._encode_text(p, allowed_special, dropout, part_seed(seed, j)) if m == "text" else None
+                 for j, (m, p) in enumerate(parts)]
         return self._assemble(parts, texts, bos=bos, eos=eos)
 
+    def _encode_text(self, text, allowed_special, dropout, seed) -> list[int]:
+        if not dropout:   # a suite's own text tokenizer need not know about dropout
+            return self.text.encode(text, allowed_special=allowed_special)
+        return self.text.encode(text, allowed_special=allowed_special, dropout=dropout, seed=seed)
+
     def encode_batch(self, docs: Sequence, *, bos: bool = False, eos: bool = False, allowed_special=(),
-                     num_threads: int = 0) -> list[TokenSequence]:
-        """Encode many documents; the text parts of all of them are encoded in parallel threads."""
+                     num_threads: int = 0, dropout: float = 0.0, seed=None) -> list[TokenSequence]:
+        """Encode many documents; the text parts of all of them are encoded in parallel threads.
+        With ``dropout``, document ``i`` gets the seed ``(seed, i)`` (or ``seed[i]`` for a sequence),
+        as ``encode`` would with it."""
         parts_per_doc = [self._parts(d) for d in docs]
         flat = [p for parts in parts_per_doc for m, p in parts if m == "text"]
-        encoded = iter(self.text.encode_batch(flat, num_threads=num_threads, allowed_special=allowed_special)
-                       if flat else [])
+        noise = {}
+        if dropout:
+            seeds = [part_seed(s, j) for s, parts in zip(per_text_seeds(seed, len(docs)), parts_per_doc)
+                     for j, (m, _) in enumerate(parts) if m == "text"]
+            noise = {"dropout": dropout, "seed": seeds}
+        encoded = iter(self.text.encode_batch(flat, num_threads=num_threads, allowed_special=allowed_special,
+                                              **noise) if flat else [])
         out = []
         for parts in parts_per_doc:
             texts = [next(encoded) if m == "text" else None for m, _ in parts]

@@ -8,11 +8,14 @@ does not depend on the worker count or on scheduling.
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterable, Iterator
 
 from ..errors import UnitokError
+from ..parentwatch import start_worker
 from .shards import Document, Skipped
 from .sources import Record, chunks
 from .worker import Worker, WorkerSpec, init_process, run_in_process
@@ -45,8 +48,14 @@ class LocalEngine:
             retry = yield from self._run_pool(batches, retry)
 
     def _pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=init_process,
-                                   initargs=(self.spec,))
+        # The initializer lives in a module without torch and gets the spec pickled, so a worker
+        # watches for its parent's death before its heavy imports: a main process killed while its
+        # workers start must not leave them running. The kernel's parent-death signal follows the
+        # thread that starts the workers, so it is asked for only from the main thread.
+        main = threading.current_thread() is threading.main_thread()
+        pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=start_worker,
+                                   initargs=(main, f"{init_process.__module__}.{init_process.__name__}",
+                                             pickle.dumps(self.spec)))
         # One empty task per worker, submitted together: the pool starts its processes on demand, so
         # this starts all of them now (not one by one while records wait), and a pool whose workers
         # cannot start is not mistaken for records that crash them.

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import files
-from ..files import file_sha256, read_json_file
+from ..files import file_sha256, read_json_file, regular_file_size
 from ..errors import ConfigError
 from ..sequence import Span
 from ..space import MANIFEST_VERSION, check_space_version
@@ -116,6 +116,7 @@ class MegatronIndex:
 
 def read_megatron_index(path: Path) -> MegatronIndex:
     """Parse an ``.idx`` file (memory-mapped), checking its header; errors name the file."""
+    regular_file_size(path, ConfigError, "index")    # mapping opens the file: a FIFO would block
     try:
         raw = np.memmap(path, dtype=np.uint8, mode="r")
     except (OSError, ValueError) as e:

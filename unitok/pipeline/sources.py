@@ -33,6 +33,8 @@ from typing import Iterable, Iterator
 from webdataset.tariterators import base_plus_ext
 
 from ..checkpoint import file_sha256
+from ..errors import UnitokError
+from ..files import regular_file_size, walk_files
 from ..media import DEFAULT_LIMITS, kind_of
 from .shards import printable
 
@@ -115,19 +117,25 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _expand(inputs: list[str], *, confine: bool = False) -> Iterator[tuple[str, str, object]]:
     """The inputs as ``(what, name, detail)`` in record order: ``("file", path, record id)``,
-    ``("manifest", path, None)``, ``("tar", path, None)``, ``("missing", name, reason)`` or, with
+    ``("manifest", path, None)``, ``("tar", path, None)``, ``("missing", name, reason)``,
+    ``("unlisted", path, (record id, reason))`` for a subfolder that cannot be listed or, with
     ``confine``, ``("outside", path, record id)`` for a folder's link that leads out of it."""
     for name in inputs:
         if os.path.isdir(name):
             root = Path(name)
-            # every non-folder entry of a known kind, special files and broken links included: they
-            # become records that fail with the reason, instead of vanishing from the run
-            files = sorted((p for p in root.rglob("*") if kind_of(p) and not p.is_dir()), key=lambda p: p.as_posix())
-            if not files:
+            # every non-folder entry of a known kind, special files and broken links included, and
+            # every subfolder that cannot be listed (a path past PATH_MAX): they become records that
+            # fail with the reason, instead of vanishing from the run or stopping it
+            found, unlisted = walk_files(root)
+            entries = sorted([(p, None) for p in found if kind_of(p)] + unlisted, key=lambda e: e[0].as_posix())
+            if not entries:
                 yield "missing", name, "folder holds no text or media file"
-            for p in files:
+            for p, reason in entries:
                 rid = p.relative_to(root).as_posix()
-                yield ("outside" if confine and not _inside(p, root) else "file"), str(p), rid
+                if reason is not None:
+                    yield "unlisted", str(p), (rid, reason)
+                else:
+                    yield ("outside" if confine and not _inside(p, root) else "file"), str(p), rid
             continue
         paths = _expand_glob(name) if _is_glob(name) and not os.path.exists(name) else [name]
         if not paths or not os.path.exists(paths[0]):
@@ -136,6 +144,12 @@ def _expand(inputs: list[str], *, confine: bool = False) -> Iterator[tuple[str, 
         for path in paths:
             if not os.path.isdir(path):
                 kind = "manifest" if _is_manifest(path) else "tar" if _is_tar(path) else "file"
+                if kind != "file":    # a FIFO would block the reader (and the resume digest), /dev/zero never end
+                    try:
+                        regular_file_size(path, UnitokError, "manifest" if kind == "manifest" else "tar shard")
+                    except UnitokError as e:
+                        yield "missing", path, str(e)
+                        continue
                 yield kind, path, Path(path).name
 
 
@@ -179,6 +193,10 @@ def iter_records(inputs: list[str], *, confine: bool = False,
         elif what == "outside":
             yield Record(counter.take(), detail, name, "file",
                          error=f"a link to {_shown(Path(name).resolve())}, outside the input folder (--confine)")
+        elif what == "unlisted":
+            rid, reason = detail
+            yield Record(counter.take(), rid, name, "file", error=f"cannot list this folder ({reason}); its files "
+                                                                  f"are not read")
         elif what == "manifest":
             yield from _manifest_records(Path(name), counter, confine=confine)
         elif what == "tar":
@@ -380,8 +398,23 @@ def _tar_samples(stream, max_member_bytes: int) -> Iterator[tuple[str, dict, lis
                 problems.append(f"member {_shown(name)} is {why}")
                 continue
             members[ext] = tar.extractfile(member).read()
+        # tarfile takes a shard cut at a header's boundary for its end: the samples after the cut
+        # would vanish without a word, and the last one may lack members. A whole shard ends with
+        # the end-of-archive marker (zero blocks); checked where the shard is not compressed (the
+        # decompressors notice their own truncation)
+        if getattr(tar.fileobj, "comptype", None) == "tar" and not _marker_at(stream, tar.offset):
+            pending = f"; sample {_shown(key)} may be incomplete" if key is not None else ""
+            raise tarfile.ReadError(f"it ends without the end-of-archive marker, so it was cut short{pending} and "
+                                    f"any later samples are missing")
     if key is not None:
         yield key, members, problems
+
+
+def _marker_at(stream, offset: int) -> bool:
+    try:
+        return os.pread(stream.fileno(), 512, offset) == bytes(512)
+    except (OSError, AttributeError, ValueError):   # not a file: nothing to check against
+        return True
 
 
 def _count_tar_samples(path: str) -> int:

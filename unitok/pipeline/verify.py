@@ -20,7 +20,7 @@ import numpy as np
 
 from ..checkpoint import file_sha256
 from ..errors import ConfigError, UnitokError
-from ..files import read_json_file
+from ..files import MAX_JSON_BYTES, read_json_file, read_regular_file
 from ..space import check_space_version
 from .shards import (ERRORS_FILE, INDEX_FIELDS, INDEX_FILE, RUN_FILE, check_fields, parse_doc_line, read_manifest,
                      read_megatron_index, shard_name)
@@ -160,10 +160,11 @@ def verify(out: str | Path, tok, *, sample: int = 16, seed: int = 0, decode_to: 
             if m["fingerprint"] != index["fingerprint"] or name != shard_name(m["shard"]):
                 problems.append(f"{out / name}.json: another run's shard (fingerprint or number differ)")
     report.shards = len(manifests)
-    try:
-        errors = [json.loads(line) for line in (out / ERRORS_FILE).read_bytes().splitlines()] if (
-            out / ERRORS_FILE).exists() else []
-    except (ValueError, RecursionError):
+    try:   # a regular file only: a FIFO would block, /dev/zero never end
+        errors = [json.loads(line) for line in read_regular_file(out / ERRORS_FILE, MAX_JSON_BYTES, ConfigError,
+                                                                 "error list").splitlines()] if (
+            os.path.lexists(out / ERRORS_FILE)) else []
+    except (ValueError, RecursionError, ConfigError):
         errors = None
     if errors != [e for m in manifests for e in m["errors"]]:
         problems.append(f"{out / ERRORS_FILE}: does not list the skipped records of the shard manifests")

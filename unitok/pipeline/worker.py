@@ -4,9 +4,6 @@ itself) runs, with the tokenizer suite loaded once."""
 from __future__ import annotations
 
 import importlib
-import os
-import threading
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import torch
 
 from ..errors import ConfigError, MediaError, UnitokError
 from ..files import read_regular_file
+from ..parentwatch import watch_parent
 from ..media import DEFAULT_LIMITS, MediaLimits, Preprocess, check_document_bytes, open_media
 from .shards import GROUP_DTYPE, Document, Skipped, id_dtype
 from .sources import Blob, Record
@@ -35,12 +33,21 @@ class Options:
     confine: bool = False                   # every file a record names stays inside its input (--confine)
     # unitok.media.Preprocess fields (max_pixels, target_pixels, max_fps, max_duration, ...) that are set
     preprocess: tuple = ()                  # ((name, value), ...)
+    # BPE-dropout of the text (--bpe-dropout): record i is encoded with seed (seed, i), so the shards
+    # are the same whatever the worker count
+    bpe_dropout: float = 0.0
+    seed: int = 0
 
     def __post_init__(self):
         if isinstance(self.limits, dict):
             object.__setattr__(self, "limits", tuple(sorted(self.limits.items())))
         if isinstance(self.preprocess, dict):
             object.__setattr__(self, "preprocess", tuple(sorted(self.preprocess.items())))
+        if isinstance(self.bpe_dropout, bool) or not isinstance(self.bpe_dropout, (int, float)) or \
+                not 0.0 <= self.bpe_dropout <= 1.0:
+            raise ConfigError(f"bpe_dropout must be a probability in [0, 1], got {self.bpe_dropout!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         self.media_limits()   # refuse unknown names and bad values now, not in every worker
         self.media_preprocess()
 
@@ -70,6 +77,9 @@ class Options:
         data.pop("preprocess")
         if self.preprocess:
             data["preprocess"] = dict(self.preprocess)
+        if not self.bpe_dropout:   # only when used, so run.json of runs without it stays as it was
+            data.pop("bpe_dropout")
+            data.pop("seed")
         return data
 
 
@@ -109,16 +119,9 @@ def import_plugins(plugins) -> None:
 
 
 def _exit_with_parent() -> None:
-    """A worker whose parent was killed (SIGKILL leaves no chance to stop it) exits by itself."""
-    parent = os.getppid()
-
-    def watch():
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(0)
-
-    threading.Thread(target=watch, daemon=True, name="unitok-parent-watch").start()
+    """A worker whose parent was killed (SIGKILL leaves no chance to stop it) exits by itself; a
+    pool worker already watches from its initializer (``parentwatch.start_worker``)."""
+    watch_parent()
 
 
 class Worker:
@@ -154,7 +157,10 @@ class Worker:
         if record.error is not None:
             return self.skip(record, record.error)
         try:
-            seq = self.tok.encode(self.items(record), bos=self.options.bos, eos=self.options.eos, allowed_special=self.allowed)
+            noise = {"dropout": self.options.bpe_dropout, "seed": (self.options.seed, record.index)} \
+                if self.options.bpe_dropout else {}
+            seq = self.tok.encode(self.items(record), bos=self.options.bos, eos=self.options.eos, allowed_special=self.allowed,
+                                  **noise)
         except UnitokError as e:
             return self.skip(record, str(e))
         except Exception as e:   # a bug or a decoder crash on one record must not end the run

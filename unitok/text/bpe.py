@@ -10,6 +10,8 @@ invalid bytes go through BPE as one raw piece each run (every single byte is a t
 construction). A ``str`` holding lone surrogates from ``bytes.decode("utf-8", "surrogateescape")``
 is turned back into those bytes, so ``decode`` (which decodes with ``surrogateescape``) returns it.
 The exception is a vocabulary with a normalizer (some HF files): it round-trips the normalized text.
+A vocabulary may run on UTF-16BE code units' bytes instead (``byte_encoding="utf-16-be"``, see
+``unitok.text.units``): lossless too, with the regex split in Python and the core's BPE.
 
 Foreign vocabularies may also need what tiktoken's core lacks: a normalizer, several regex splits
 applied one after another (DeepSeek-V3), or HF's ``ignore_merges=false`` (a pre-token that is a
@@ -19,16 +21,13 @@ around the core; vocabularies without them take the core's fast path unchanged.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import itertools
 import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from threading import Lock
 from typing import Any
 
 import numpy as np
@@ -36,13 +35,20 @@ import regex
 import tiktoken
 
 from unitok.checkpoint import register
-from unitok.errors import ConfigError, MediaError, TokenSequenceError
+from unitok.errors import ConfigError, TokenSequenceError
 from unitok.files import contained, read_regular_file
 
 from .merges import merge_plan
 from .normalize import Normalizer, parse_normalizer
 from .patterns import DEFAULT_PATTERN, split_isolated
 from .rankfile import _parse_rank_file, format_rank_file, read_rank_file
+from .runtime import as_id_list as _as_id_list
+from .runtime import executor as _executor
+from .runtime import guarded as _guarded
+from .units import ESCAPED_BYTES as _ESCAPED_BYTES
+from .units import SURROGATE_ERRORS as _SURROGATE_ERRORS
+from .units import UTF8, Utf16Units, decode_units
+from .units import byte_encoding as _canonical_encoding
 
 __all__ = ["TextTokenizer", "format_rank_file", "read_rank_file"]
 
@@ -50,60 +56,8 @@ CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.tiktoken"
 ID_MAP_FILE = "ids.txt"
 CONFIG_TYPE = "text.bpe"
-FORMAT_VERSION = 2  # 2: a normalizer, pre-splits or ignore_merges=false (written only when used)
+FORMAT_VERSION = 3  # 2: a normalizer, pre-splits or ignore_merges=false; 3: UTF-16BE units (only when used)
 MAX_VOCAB_BYTES = 1 << 30   # a vocabulary or id map larger than this is refused (the largest real ones are ~10 MB)
-
-# Runs of escaped bytes that ``bytes.decode("utf-8", "surrogateescape")`` produces.
-_ESCAPED_BYTES = re.compile("[\udc80-\udcff]+")
-
-
-def _surrogates_to_bytes(exc: UnicodeError) -> tuple[bytes, int]:
-    """Codec error handler: surrogateescape where it applies, surrogatepass elsewhere.
-
-    U+DC80..U+DCFF become the byte they escape (exact round trip). Any other lone surrogate has
-    no UTF-8 form at all; it is kept as its 3-byte surrogatepass encoding, so no input is lost
-    or rejected, but it decodes back as three escaped bytes rather than the same code point.
-    """
-    if not isinstance(exc, UnicodeEncodeError):
-        raise exc
-    out = bytearray()
-    for ch in exc.object[exc.start : exc.end]:
-        cp = ord(ch)
-        if 0xDC80 <= cp <= 0xDCFF:
-            out.append(cp - 0xDC00)
-        else:
-            out += ch.encode("utf-8", "surrogatepass")
-    return bytes(out), exc.end
-
-
-_SURROGATE_ERRORS = "unitok.surrogates"
-codecs.register_error(_SURROGATE_ERRORS, _surrogates_to_bytes)
-
-_executors: dict[int, ThreadPoolExecutor] = {}
-_executors_lock = Lock()
-
-
-def _forget_executors_after_fork() -> None:
-    # A forked child inherits the pool objects but not their threads; work sent to them would
-    # never run. Start afresh in the child.
-    global _executors_lock
-    _executors.clear()
-    _executors_lock = Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_executors_after_fork)
-
-
-def _executor(num_threads: int) -> ThreadPoolExecutor:
-    # Threads are reused across calls: creating a pool per call costs more than encoding a
-    # small batch. tiktoken's core releases the GIL, so threads run truly in parallel.
-    with _executors_lock:
-        pool = _executors.get(num_threads)
-        if pool is None:
-            pool = _executors[num_threads] = ThreadPoolExecutor(num_threads, "unitok-text")
-        return pool
-
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -136,6 +90,8 @@ class TextTokenizer:
         ignore_merges: True (tiktoken's behaviour): a pre-token that is itself a token is emitted
             whole. False (HF's default): it is split by the merges like any other pre-token,
             which differs for the tokens that no merge builds.
+        byte_encoding: the units BPE runs on: ``"utf-8"`` (default) or ``"utf-16-be"`` (see
+            ``unitok.text.units``; ranks then hold bytes of UTF-16BE code units).
     """
 
     def __init__(
@@ -149,6 +105,7 @@ class TextTokenizer:
         normalizer: Sequence[Mapping[str, Any]] | Mapping[str, Any] | None = None,
         splits: Sequence[str] = (),
         ignore_merges: bool = True,
+        byte_encoding: str = UTF8,
     ):
         ranks = dict(mergeable_ranks)
         specials = dict(special_tokens or {})
@@ -229,7 +186,17 @@ class TextTokenizer:
             _, unreachable = merge_plan(ranks)
             for token, parts in unreachable.items():
                 self._expand[ranks[token]] = [ranks[p] for p in parts]
-        self._plain = not (self.normalizer or self._split_res or self._expand)
+        self.byte_encoding = _canonical_encoding(byte_encoding, f"vocabulary {name!r}")
+        self._utf16 = None
+        if self.byte_encoding != UTF8:
+            # Python's regex engine splits: the same one as at training time (train_bpe).
+            try:
+                self._utf16 = Utf16Units(self._core, [*self._split_res, regex.compile(pattern)])
+            except regex.error as exc:
+                raise ConfigError(f"vocabulary {name!r}: pattern is not a valid regex ({exc})") from None
+        self._special_ids = frozenset(specials.values())
+        self._dropout_table = None   # built on the first encode with dropout (unitok.text.dropout)
+        self._plain = not (self.normalizer or self._split_res or self._expand or self._utf16)
         self._fingerprint: str | None = None
         self._config: dict[str, Any] | None = None
 
@@ -255,8 +222,9 @@ class TextTokenizer:
         )
 
     def token_bytes(self, token_id: int) -> bytes:
-        """The bytes of one id (special tokens give their string's UTF-8)."""
-        return self.decode_bytes([token_id])
+        """The bytes of one id: its units, so UTF-16BE code-unit bytes in that mode (special
+        tokens give their string's UTF-8)."""
+        return self._unit_bytes([token_id])
 
     # -- encode ----------------------------------------------------------------------------------
 
@@ -275,14 +243,23 @@ class TextTokenizer:
             )
         return allowed
 
-    def encode(self, text: str | bytes, *, allowed_special: Iterable[str] | str = ()) -> list[int]:
+    def encode(self, text: str | bytes, *, allowed_special: Iterable[str] | str = (), dropout: float = 0.0,
+               seed: int | Sequence[int] | None = None) -> list[int]:
         """Encode text or raw bytes to ids.
 
         Special-token strings in ``text`` are ordinary text unless named in ``allowed_special``
         (or ``allowed_special="all"``), so user text can never inject a control token. A text the
         Rust core cannot handle (its regex engine overflows its stack on some pathological inputs,
         such as a million spaces in a row) raises ``MediaError`` for that text alone.
+
+        ``dropout=p`` > 0 is BPE-dropout (``unitok.text.dropout``): each candidate merge is skipped
+        with probability ``p``, so the same text gets other, longer segmentations that decode to the
+        same text. ``seed`` (an int or a tuple of ints >= 0) makes it reproducible; None draws fresh.
         """
+        if dropout:
+            from .dropout import encode_with_dropout
+
+            return _guarded(encode_with_dropout, self, text, allowed_special, dropout, seed)
         return _guarded(self._encode, text, allowed_special)
 
     def _encode(self, text: str | bytes, allowed_special: Iterable[str] | str) -> list[int]:
@@ -386,6 +363,8 @@ class TextTokenizer:
             return []
         if self.normalizer:
             text = self.normalizer(text)
+        if self._utf16 is not None:
+            return self._utf16.encode(text)
         out: list[int] = []
         for piece in split_isolated(text, self._split_res) if self._split_res else (text,):
             try:
@@ -400,13 +379,24 @@ class TextTokenizer:
         *,
         num_threads: int = 0,
         allowed_special: Iterable[str] | str = (),
+        dropout: float = 0.0,
+        seed: int | Sequence[Any] | None = None,
     ) -> list[list[int]]:
-        """Encode many texts in parallel threads (``num_threads=0``: one per CPU core)."""
+        """Encode many texts in parallel threads (``num_threads=0``: one per CPU core).
+
+        With ``dropout``, text ``i`` is encoded with seed ``(seed, i)`` when ``seed`` is an int,
+        or with ``seed[i]`` when it is a sequence of one seed per text."""
         texts = list(texts)
         if num_threads < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = all cores), got {num_threads}")
         n = num_threads or os.cpu_count() or 1
-        if allowed_special:
+        if dropout:
+            from .dropout import per_text_seeds
+
+            texts = list(zip(texts, per_text_seeds(seed, len(texts)), strict=True))
+            encode = lambda pair: self.encode(pair[0], allowed_special=allowed_special, dropout=dropout,
+                                              seed=pair[1])
+        elif allowed_special:
             allowed = self._allowed(allowed_special)
             encode = lambda t: _guarded(self._encode_allowed, t, allowed)
         else:
@@ -446,8 +436,16 @@ class TextTokenizer:
         """Decode ids (list, numpy array or torch tensor, 1-D) to the exact original bytes.
 
         An id outside ``[0, n_vocab)`` (or a hole in a foreign vocabulary) raises
-        ``TokenSequenceError`` with its position.
+        ``TokenSequenceError`` with its position. In UTF-16BE mode the bytes are the decoded
+        text's UTF-8 (with surrogate escapes back to their bytes), so they are still the bytes
+        that were encoded.
         """
+        if self._utf16 is not None:
+            return self.decode(ids).encode("utf-8", _SURROGATE_ERRORS)
+        return self._unit_bytes(ids)
+
+    def _unit_bytes(self, ids: Sequence[int] | np.ndarray | Any) -> bytes:
+        """The units of ``ids`` concatenated (special tokens as their string's UTF-8)."""
         if type(ids) is not list:
             ids = _as_id_list(ids)
         if self._id_to_internal is not None:
@@ -469,7 +467,21 @@ class TextTokenizer:
     def decode(self, ids: Sequence[int] | np.ndarray | Any) -> str:
         """Decode ids to str. Invalid UTF-8 comes back as surrogate escapes, so nothing is lost:
         ``decode(ids).encode("utf-8", "surrogateescape") == decode_bytes(ids)``."""
-        return self.decode_bytes(ids).decode("utf-8", "surrogateescape")
+        if self._utf16 is None:
+            return self._unit_bytes(ids).decode("utf-8", "surrogateescape")
+        if type(ids) is not list:
+            ids = _as_id_list(ids)
+        units = self._unit_bytes(ids)   # validates every id, with its position
+        if self._special_ids.isdisjoint(ids):
+            return decode_units(units)
+        # A special token is text, not units: the runs between them are decoded on their own.
+        out, start = [], 0
+        for i, t in enumerate(ids):
+            if t in self._special_ids:
+                out += [decode_units(self._unit_bytes(ids[start:i])), self._unit_bytes([t]).decode("utf-8")]
+                start = i + 1
+        out.append(decode_units(self._unit_bytes(ids[start:])))
+        return "".join(out)
 
     def decode_batch(self, batch: Iterable[Any]) -> list[str]:
         return [self.decode(ids) for ids in batch]
@@ -508,16 +520,20 @@ class TextTokenizer:
                 "normalizer": self.normalizer.steps or None,
                 "splits": list(self.splits) or None,
                 "ignore_merges": None if self.ignore_merges else False,
+                "byte_encoding": None if self.byte_encoding == UTF8 else self.byte_encoding,
             }
             extras = {k: v for k, v in extras.items() if v is not None}
             if extras:
-                self._config.update(extras, format_version=FORMAT_VERSION)
+                # 3 only with UTF-16BE units: a reader of format 2 would take them for UTF-8
+                version = FORMAT_VERSION if "byte_encoding" in extras else 2
+                self._config.update(extras, format_version=version)
         return json.loads(json.dumps(self._config))
 
     @property
     def fingerprint(self) -> str:
         """sha256 of everything that decides ids: pattern, ranks, id map, special tokens, and
-        the normalizer, pre-splits and ``ignore_merges=false`` of vocabularies that have them."""
+        the normalizer, pre-splits, ``ignore_merges=false`` and UTF-16BE units of vocabularies
+        that have them."""
         if self._fingerprint is None:
             cfg = self.config()
             for key in ("name", "vocab_file", "id_map_file", "format_version"):
@@ -603,6 +619,7 @@ class TextTokenizer:
             raise ConfigError(f"{cfg_path}: \"splits\" must be a list of regex strings")
         if not isinstance(cfg.get("ignore_merges", True), bool):
             raise ConfigError(f"{cfg_path}: \"ignore_merges\" must be true or false")
+        encoding = _canonical_encoding(cfg.get("byte_encoding", UTF8), str(cfg_path))
         tok = cls(
             ranks,
             cfg["pattern"],
@@ -612,6 +629,7 @@ class TextTokenizer:
             normalizer=cfg.get("normalizer"),
             splits=splits,
             ignore_merges=cfg.get("ignore_merges", True),
+            byte_encoding=encoding,
         )
         if tok.n_vocab != cfg["n_vocab"]:
             raise ConfigError(
@@ -657,35 +675,3 @@ class TextTokenizer:
         from .formats import to_hf_tokenizer
 
         return to_hf_tokenizer(self)
-
-
-def _as_id_list(ids: Any) -> list[int]:
-    """Accept a list/tuple of ints, a 1-D numpy array or a 1-D torch tensor of integers."""
-    if isinstance(ids, (tuple, range)):
-        return list(ids)
-    if hasattr(ids, "detach") and hasattr(ids, "cpu"):  # torch.Tensor without importing torch
-        ids = ids.detach().cpu().numpy()
-    if isinstance(ids, np.ndarray):
-        if ids.ndim != 1:
-            raise TokenSequenceError(f"ids must be 1-D, got shape {tuple(ids.shape)}")
-        if ids.dtype.kind not in "iu":
-            raise TokenSequenceError(f"ids must be integers, got dtype {ids.dtype}")
-        return ids.tolist()
-    if isinstance(ids, Iterable) and not isinstance(ids, (str, bytes)):
-        return list(ids)
-    raise TypeError(f"ids must be a sequence of ints, a numpy array or a tensor, got {type(ids).__name__}")
-
-
-def _guarded(encode, text, *args) -> list[int]:
-    """``encode(text, *args)``, with a panic of tiktoken's Rust core turned into this text's
-    ``MediaError`` (pyo3 raises panics as ``PanicException``, a ``BaseException``, which would
-    otherwise end the process's work, or a worker pool, over one input)."""
-    try:
-        return encode(text, *args)
-    except Exception:
-        raise
-    except BaseException as e:
-        if type(e).__name__ != "PanicException":
-            raise
-        raise MediaError(f"the text tokenizer's core failed on this text of {len(text)} characters ({str(e)[:200]}); "
-                         f"it holds a pathological run (e.g. a very long stretch of whitespace)") from None

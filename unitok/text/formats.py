@@ -305,6 +305,9 @@ def to_hf_tokenizer(tok: TextTokenizer):
     cl100k- or Llama-3-style vocabularies)."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
+    if tok.byte_encoding != "utf-8":
+        raise ConfigError(f"vocabulary {tok.name!r} runs on {tok.byte_encoding} units; HF tokenizers' "
+                          "byte-level BPE reads UTF-8 bytes only, so it has no equivalent")
     ranks = tok.mergeable_ranks
     r2i = tok.rank_to_id
     id_of = {raw: (rank if r2i is None else int(r2i[rank])) for raw, rank in ranks.items()}

@@ -3,6 +3,10 @@
 HF's trainer is fast and multi-threaded; tiktoken's encoder is faster at inference. The trained
 merges become tiktoken ranks: the 256 single bytes get ranks 0..255 by byte value, then every new
 token gets the next rank in the order its merge was created, which is exactly HF's merge priority.
+
+UTF-16BE units (``byte_encoding="utf-16-be"``): HF's byte-level pre-tokenizer only makes UTF-8, so
+the pieces are cut here, in Python, exactly as ``TextTokenizer`` cuts them when encoding, and
+handed to the trainer as their unit bytes in GPT-2's printable alphabet.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from pathlib import Path
 from unitok.errors import ConfigError
 
 from .bpe import TextTokenizer
-from .formats import unicode_to_byte
+from .formats import byte_to_unicode, unicode_to_byte
 from .patterns import DEFAULT_PATTERN
+from .units import UTF8, Utf16Units, training_text
+from .units import byte_encoding as _canonical_encoding
 
 __all__ = ["ranks_from_merges", "train_bpe"]
 
@@ -33,6 +39,41 @@ def _hf_byte_level_bpe(pattern: str):
     )
     hf.decoder = decoders.ByteLevel()
     return hf
+
+
+def _hf_units_bpe():
+    """A trainer-side BPE for pieces cut beforehand: samples are pieces separated by U+3000."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.Split("\u3000", behavior="removed")
+    return hf
+
+
+def _utf16_samples(paths: Sequence[Path], texts: Iterable[str] | None, pattern: str) -> Iterable[list[str]]:
+    """Training samples in UTF-16BE units (lines of the files, as HF reads files), in batches."""
+    import regex
+
+    units = Utf16Units(None, [regex.compile(pattern)])
+    table = {b: byte_to_unicode(bytes([b])) for b in range(256)}
+
+    def lines():
+        if texts is not None:
+            yield from texts
+            return
+        for p in paths:
+            with open(p, "rb") as f:   # lines end at b"\n" only (a text file would also cut at "\r")
+                for raw in f:
+                    yield raw.decode("utf-8", "surrogateescape")
+
+    batch: list[str] = []
+    for line in lines():
+        batch.append(training_text(line, units, table))
+        if len(batch) == 1024:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def ranks_from_merges(merges: Iterable[tuple[bytes, bytes]]) -> dict[bytes, int]:
@@ -73,6 +114,7 @@ def train_bpe(
     show_progress: bool = True,
     name: str = "unitok-text",
     save_hf_json: str | os.PathLike | None = None,
+    byte_encoding: str = UTF8,
 ) -> TextTokenizer:
     """Train a byte-level BPE on text files (or an iterable of strings via ``texts``).
 
@@ -84,7 +126,9 @@ def train_bpe(
             mapping with ids >= the number of BPE tokens.
         min_frequency: pairs seen fewer times are never merged.
         max_token_length: longest token in characters (None: unlimited).
-        save_hf_json: also write HF's own ``tokenizer.json`` here, for comparison.
+        save_hf_json: also write HF's own ``tokenizer.json`` here, for comparison (UTF-8 only).
+        byte_encoding: the units BPE runs on: ``"utf-8"`` or ``"utf-16-be"`` (the bytes of
+            UTF-16BE code units, ``unitok.text.units``); ``max_token_length`` counts these bytes.
 
     A corpus too small for ``vocab_size`` gives a smaller vocabulary (BPE stops when no pair of
     adjacent tokens is seen ``min_frequency`` times); a warning then says how many ids came out.
@@ -105,7 +149,10 @@ def train_bpe(
         if not p.is_file():
             raise FileNotFoundError(f"training file {p} does not exist")
 
-    hf = _hf_byte_level_bpe(pattern)
+    encoding = _canonical_encoding(byte_encoding, "train_bpe")
+    if encoding != UTF8 and save_hf_json is not None:
+        raise ConfigError("train_bpe: save_hf_json needs byte_encoding='utf-8' (HF has no UTF-16BE byte level)")
+    hf = _hf_byte_level_bpe(pattern) if encoding == UTF8 else _hf_units_bpe()
     trainer = trainers.BpeTrainer(
         vocab_size=n_bpe,
         min_frequency=min_frequency,
@@ -114,7 +161,9 @@ def train_bpe(
         special_tokens=[],
         max_token_length=max_token_length,
     )
-    if texts is None:
+    if encoding != UTF8:
+        hf.train_from_iterator(_utf16_samples(paths, texts, pattern), trainer)
+    elif texts is None:
         hf.train([str(p) for p in paths], trainer)
     else:
         hf.train_from_iterator(texts, trainer)
@@ -137,4 +186,4 @@ def train_bpe(
         special_ids = {str(k): int(v) for k, v in special_tokens.items()}
     else:
         special_ids = {s: len(ranks) + i for i, s in enumerate(specials)}
-    return TextTokenizer(ranks, pattern, special_ids, name=name)
+    return TextTokenizer(ranks, pattern, special_ids, name=name, byte_encoding=encoding)
