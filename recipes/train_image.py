@@ -51,7 +51,8 @@ DEFAULTS = {
     "loss": {"l1": 1.0, "l2": 10.0, "structural": 0.2, "structural_kind": "ssim", "quantizer": 1.0,
              "gan": 0.0, "gan_start": 10000, "disc_lr": 1e-4, "disc_channels": 64, "disc_layers": 3,
              "adaptive_gan_weight": True},
-    "log": {"out_dir": "data/train_image", "every": 50, "val_every": 500, "checkpoint_every_min": 5.0},
+    "log": {"out_dir": "data/train_image", "every": 50, "val_every": 500, "checkpoint_every_min": 5.0,
+            "val_bits": []},   # bitwise quantizer: also validate decodes at these k-bit prefixes
     "export": {"dtype": "float16"},
 }
 
@@ -79,19 +80,23 @@ def open_array(path: str, what: str) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(model: ImageTokenizer, val: torch.Tensor, batch_size: int, device) -> dict:
+def evaluate(model: ImageTokenizer, val: torch.Tensor, batch_size: int, device, bits: int | None = None) -> dict:
     """Held-out PSNR / SSIM (on outputs rounded to uint8, as a user gets them), codebook usage and
-    perplexity. val: [N, 3, S, S] in [0, 1]."""
+    perplexity. val: [N, 3, S, S] in [0, 1]. ``bits``: decode the k-bit prefix codes (bitwise
+    quantizer)."""
     was_training = model.training
     model.eval()
-    ps, ss, hist = [], [], torch.zeros(model.quantizer.codebook_size, dtype=torch.float64)
+    size = model.quantizer.codebook_size if bits is None else 2 ** bits
+    ps, ss, hist = [], [], torch.zeros(size, dtype=torch.float64)
     for i in range(0, len(val), batch_size):
         x = val[i:i + batch_size].to(device)
         codes = model.encode(x)
-        y = (model.decode(codes, tuple(x.shape[-2:])) * 255).round() / 255
+        if bits is not None:
+            codes = model.quantizer.prefix(codes, bits)
+        y = (model.decode(codes, tuple(x.shape[-2:]), bits=bits) * 255).round() / 255
         ps.append(psnr(y, x).cpu())
         ss.append(ssim(y, x).cpu())
-        hist += code_histogram(codes, model.quantizer.codebook_size)
+        hist += code_histogram(codes, size)
     model.train(was_training)
     return {"psnr": float(torch.cat(ps).mean()), "ssim": float(torch.cat(ss).mean()),
             "usage": codebook_usage(hist), "perplexity": perplexity(hist)}
@@ -168,6 +173,10 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         metrics = evaluate(raw_model, val, tc["batch_size"], device)
         log(f"val step {step} | held-out psnr {metrics['psnr']:.3f} ssim {metrics['ssim']:.4f} "
             f"usage {metrics['usage']:.3f} perplexity {metrics['perplexity']:.1f}")
+        for k in cfg["log"]["val_bits"]:
+            at_k = evaluate(raw_model, val, tc["batch_size"], device, bits=int(k))
+            log(f"val step {step} | {k}-bit prefix codes: psnr {at_k['psnr']:.3f} ssim {at_k['ssim']:.4f} "
+                f"usage {at_k['usage']:.3f}")
         if metrics["psnr"] > best:
             best = metrics["psnr"]
             raw_model.save_pretrained(out / "best")
@@ -191,6 +200,8 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         if tc["time_limit_min"] and elapsed >= 60 * tc["time_limit_min"]:
             break
         lr = lr_at(step, elapsed, tc)
+        if hasattr(raw_model.quantizer, "training_step"):
+            raw_model.quantizer.training_step = step    # a bitwise quantizer's progressive bit schedule
         for g in opt.param_groups:
             g["lr"] = lr
         x = sampler.next().to(device, non_blocking=True)

@@ -100,6 +100,29 @@ def _widths(digits: int | Sequence[int], count: int) -> list[int]:
     return [int(w) for w in widths]
 
 
+def prefix_codes(codes, bits: int, k: int):
+    """Nested bitwise vocabularies (``unitok.quantize.bitwise``): ``bits``-bit codes -> their first
+    ``k`` bits, the most significant ones (``code >> (bits - k)``). ``codes``: an int, an integer
+    tensor or array, or a list of them (one per scale); the same structure comes back."""
+    if not 1 <= k <= bits:
+        raise ConfigError(f"cannot take the first {k} bits of a {bits}-bit code; use 1..{bits}")
+    if isinstance(codes, (list, tuple)):
+        return type(codes)(prefix_codes(c, bits, k) for c in codes)
+    return codes >> (bits - k)
+
+
+def extend_codes(codes, k: int, bits: int):
+    """Inverse of :func:`prefix_codes` on the shared bits: ``k``-bit codes -> the first
+    ``bits``-bit code of each (the other bits 0), so ``prefix_codes(extend_codes(c, k, bits), bits,
+    k) == c`` for every ``k``-bit code; the ``bits``-bit codes under a ``k``-bit code ``c`` are
+    ``extend_codes(c) .. extend_codes(c + 1) - 1``."""
+    if not 1 <= k <= bits:
+        raise ConfigError(f"cannot extend {k}-bit codes to {bits} bits; use 1..{bits}")
+    if isinstance(codes, (list, tuple)):
+        return type(codes)(extend_codes(c, k, bits) for c in codes)
+    return codes << (bits - k)
+
+
 def _special_name(slot: int) -> str:
     if slot < len(SPECIAL_TOKENS):
         return SPECIAL_TOKENS[slot]

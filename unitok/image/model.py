@@ -150,15 +150,16 @@ class ImageTokenizer(SpatialCodec, MediaTokenizer):
         return self._public(self._encode_maps(self.encode_latent(x)))
 
     @torch.no_grad()
-    def codes_to_latent(self, codes) -> torch.Tensor:
-        """codes -> quantized latent [B, D, h, w]."""
-        return self._latent(self._maps(codes))
+    def codes_to_latent(self, codes, bits: int | None = None) -> torch.Tensor:
+        """codes -> quantized latent [B, D, h, w] (``bits``: see :meth:`decode`)."""
+        return self._latent(self._maps(codes), bits)
 
     @torch.no_grad()
-    def decode(self, codes, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def decode(self, codes, size: tuple[int, int] | None = None, bits: int | None = None) -> torch.Tensor:
         """codes -> pixels [B, 3, H, W] in [0, 1] (clamped); ``size=(H, W)`` crops the padding
-        away (default: the whole padded grid, ``h*f x w*f``)."""
-        return self.decode_latent(self.codes_to_latent(codes), size).clamp(0, 1)
+        away (default: the whole padded grid, ``h*f x w*f``). ``bits=k`` (bitwise quantizer
+        only): the codes are k-bit prefix codes (``quantizer.prefix(codes, k)``)."""
+        return self.decode_latent(self.codes_to_latent(codes, bits), size).clamp(0, 1)
 
     # -- MediaTokenizer ----------------------------------------------------------------------------
 

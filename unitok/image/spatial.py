@@ -180,8 +180,14 @@ class SpatialCodec:
         """z: [N, D, h, w] -> maps (nearest codes; the quantizer is not changed)."""
         return self._maps(self.quantizer.encode(z))
 
-    def _latent(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        """maps -> quantized latent [N, D, h, w]."""
+    def _latent(self, maps: list[torch.Tensor], bits: int | None = None) -> torch.Tensor:
+        """maps -> quantized latent [N, D, h, w]; ``bits``: the maps hold ``bits``-bit prefix
+        codes of a bitwise quantizer (``unitok.quantize.bitwise``)."""
+        if bits is not None:
+            if not getattr(self.quantizer, "nested_bits", False):
+                raise ConfigError(f"decoding at {bits} bits needs a bitwise quantizer (kind 'bitwise'), "
+                                  f"this tokenizer's is {self.spatial_config.quantizer.kind!r}")
+            return self.quantizer.decode(maps, bits=bits)
         return self.quantizer.decode(maps) if self.multiscale else self.quantizer.decode(maps[0])
 
     def _maps(self, codes) -> list[torch.Tensor]:

@@ -5,6 +5,8 @@
 - :mod:`.lfq` ``"lfq"``: lookup-free quantization, ``spherical=True`` is BSQ (:class:`LFQConfig`);
 - :mod:`.multiscale` ``"multiscale"``: one of those over a schedule of scales (VAR / Infinity;
   :class:`MultiScaleConfig`, :func:`scale_schedule`);
+- :mod:`.bitwise` ``"bitwise"``: sign bits over a schedule of scales with nested vocabularies (the
+  first k bits of a code are a k-bit code; Infinity / BSQ; :class:`BitwiseConfig`);
 - :mod:`.residual` ``"rvq"`` / ``"rfsq"``: residual quantization of ``[B, D, T]`` latents, for
   audio (:class:`RVQConfig`, :class:`RFSQConfig`).
 
@@ -19,6 +21,7 @@ with a ``kind`` field) and a module registered with :func:`register_kind`.
 
 from .base import (BaseQuantizerConfig, GridQuantizer, Quantizer, QuantizerConfig, build_quantizer, kinds,
                    quantizer_config, register_kind)
+from .bitwise import BitwiseConfig, BitwiseQuantizer
 from .fsq import FSQConfig, FSQQuantizer
 from .lfq import LFQConfig, LFQQuantizer
 from .multiscale import MultiScaleConfig, MultiScaleQuantizer, scale_schedule
@@ -29,5 +32,5 @@ __all__ = [
     "BaseQuantizerConfig", "Quantizer", "GridQuantizer", "build_quantizer", "quantizer_config", "register_kind",
     "kinds", "FSQConfig", "FSQQuantizer", "VQConfig", "VQQuantizer", "LFQConfig", "LFQQuantizer",
     "MultiScaleConfig", "MultiScaleQuantizer", "scale_schedule", "RVQConfig", "RFSQConfig", "ResidualQuantizer",
-    "ResidualQuantizerConfig", "QuantizerConfig",
+    "ResidualQuantizerConfig", "QuantizerConfig", "BitwiseConfig", "BitwiseQuantizer",
 ]
