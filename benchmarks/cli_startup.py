@@ -11,14 +11,13 @@ every command that loads a model pays), so the figures read as ratios on any mac
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from report import RESULTS, ROOT, Section, command_line, machine_description, write_section
+from report import RESULTS, ROOT, Section, command_line, machine_description, publish
 
 # the console script pip installed beside this interpreter (what a user's shell runs)
 _SCRIPT = Path(sys.executable).with_name("unitok")
@@ -65,11 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         "every component file (no model is loaded); `encode` loads the suite, so it pays torch's import.",
     ])
     section = Section("Command-line start-up", body)
-    print()
-    print(f"## {section.title}\n\n{section.body}")
-    if not args.no_write:
-        write_section(args.results, section)
-        print(f"\nupdated {args.results}")
+    publish(section, args.results, not args.no_write)
 
 
 def measure_one(argv: list[str]) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from report import RESULTS, Section, command_line, machine_description, write_section
+from report import RESULTS, Section, command_line, machine_description, publish
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,10 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         "also kept a repair of its own.",
     ])
     section = Section("Lenient decoding time", body)
-    print(f"\n## {section.title}\n\n{section.body}")
-    if not args.no_write:
-        write_section(args.results, section)
-        print(f"\nupdated {args.results}")
+    publish(section, args.results, not args.no_write)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 from audio import AUDIO_CATEGORIES, AUDIO_HELDOUT, AUDIO_KBPS, bench_audio
 from candidates import BUNDLED_SUITE
 from image import HELDOUT, bench_image
-from report import PLOTS, RESULTS, Section, write_section
+from report import PLOTS, RESULTS, Section, publish
 from video import VIDEO_HELDOUT, VIDEO_RATE_MULTIPLES, bench_video
 
 # Other modalities add their functions here: name -> (args -> (section, written plots)).
@@ -91,11 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         args.heldout = DEFAULT_HELDOUT[args.modality]
 
     section, plots = BENCHMARKS[args.modality](args)
-    print()
-    print(f"## {section.title}\n\n{section.body}")
-    if not args.no_write:
-        write_section(args.results, section)
-        print(f"\nupdated {args.results}" + "".join(f"\nwrote {p}" for p in plots.values()))
+    publish(section, args.results, not args.no_write, "".join(f"\nwrote {p}" for p in plots.values()))
 
 
 if __name__ == "__main__":

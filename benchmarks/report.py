@@ -46,6 +46,15 @@ def write_section(path: Path, section: Section) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def publish(section: Section, results: Path, write: bool = True, extra: str = "") -> None:
+    """Print a benchmark's section and, unless ``write`` is off (``--no-write``), put it into
+    ``results`` (RESULTS.md) in place of the old one."""
+    print(f"\n## {section.title}\n\n{section.body}")
+    if write:
+        write_section(results, section)
+        print(f"\nupdated {results}" + extra)
+
+
 # ------------------------------------------------------------------------------------------------
 # the machine and the run
 

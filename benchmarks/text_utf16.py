@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import regex
 
-from report import RESULTS, Section, command_line, machine_description, write_section
+from report import RESULTS, Section, command_line, machine_description, publish
 from unitok.text import TextTokenizer, train_bpe
 
 SCRIPTS = {   # name -> character class (Python regex); what matches none is "other"
@@ -234,11 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         "at every step and ends a pre-token when all of a step's candidates are dropped.",
     ])
     section = Section("Text tokenizer: UTF-8 vs UTF-16BE units, BPE-dropout", body)
-    print()
-    print(f"## {section.title}\n\n{section.body}")
-    if not args.no_write:
-        write_section(args.results, section)
-        print(f"\nupdated {args.results}")
+    publish(section, args.results, not args.no_write)
 
 
 if __name__ == "__main__":

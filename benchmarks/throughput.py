@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from report import RESULTS, ROOT, Section, command_line, machine_description, rel, write_section
+from report import RESULTS, ROOT, Section, command_line, machine_description, publish, rel
 from timing import interleaved_best
 
 # ------------------------------------------------------------------------------------------------
@@ -434,11 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.pipeline == bool(args.modality):
         parser.error("pass one of --modality NAME or --pipeline")
     section = bench_pipeline(args) if args.pipeline else BENCHMARKS[args.modality](args)
-    print()
-    print(f"## {section.title}\n\n{section.body}")
-    if not args.no_write:
-        write_section(args.results, section)
-        print(f"\nupdated {args.results}")
+    publish(section, args.results, not args.no_write)
 
 
 if __name__ == "__main__":

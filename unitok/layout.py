@@ -12,7 +12,7 @@ Layouts know nothing of global ids: ``unitok.space`` turns ``(level, code)`` int
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar, Sequence
 

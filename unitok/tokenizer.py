@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -451,7 +450,7 @@ class _Decoder:
 
     def segment(self, begin: int, modality: str) -> int:
         """Decode the media segment opened at ``begin``; return the position after it."""
-        ids, n = self.ids, len(self.ids)
+        ids = self.ids
         codec = self.tok.media.get(modality)
         end_id = self.tok._sp[END[modality]]
         if codec is None:
