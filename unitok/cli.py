@@ -191,17 +191,6 @@ def _source_name(token_file: Path, data_source) -> str:
     return name
 
 
-def _recorded_source(token_file: Path):
-    """The ``source`` a token file of ``unitok encode`` records (None for bare id lists)."""
-    from .sequence import MAX_TOKEN_FILE_BYTES
-
-    try:
-        data = json.loads(read_regular_file(token_file, MAX_TOKEN_FILE_BYTES, ValueError, "token file"))
-    except (ValueError, RecursionError):
-        return None
-    return data.get("source") if isinstance(data, dict) else None
-
-
 def _claim(folder: Path, source: str, kinds: list[str], token_file: Path, claimed: dict,
            originals: dict) -> list[Path]:
     """Output paths for one token file's parts, never one another input of this run writes: the
@@ -261,7 +250,7 @@ def cmd_decode(args) -> int:
     _follow_items(tok, files, "decode")
     for path in _progress(files, "decode"):
         try:
-            seq = TokenSequence.load(path)
+            seq, extra = TokenSequence.read(path)
             decoded = tok.decode(seq.ids, strict=not args.lenient, fingerprint=seq.fingerprint)
             for r in decoded.repairs:
                 print(f"repaired: {path}: {r}", file=sys.stderr)
@@ -270,7 +259,7 @@ def cmd_decode(args) -> int:
             elif not decoded:
                 raise UnitokError("no parts to write (the ids decode to nothing)")
             kinds = ["text" if isinstance(item, str) else type(item).__name__.lower() for item in decoded]
-            source = _source_name(path, _recorded_source(path))
+            source = _source_name(path, extra.get("source"))
             targets = _claim(where[path].parent, source, kinds, path, claimed, originals)
             for item, kind, target in zip(decoded, kinds, targets):
                 target.parent.mkdir(parents=True, exist_ok=True)

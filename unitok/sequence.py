@@ -93,6 +93,12 @@ class TokenSequence:
     def load(cls, path: str | Path) -> "TokenSequence":
         """Read a token file: the JSON ``save`` writes, a bare JSON list of ids, or ids separated by
         whitespace or commas (for example the output of a language model)."""
+        return cls.read(path)[0]
+
+    @classmethod
+    def read(cls, path: str | Path) -> tuple["TokenSequence", dict]:
+        """:meth:`load`, with the token file's other fields (``unitok encode`` records the
+        ``source`` file's name; empty for bare id lists), from one read of the file."""
         path = Path(path)
         raw = read_regular_file(path, MAX_TOKEN_FILE_BYTES, ConfigError, "token file")
         try:
@@ -105,12 +111,14 @@ class TokenSequence:
                 data = json.loads(stripped)
             except (ValueError, RecursionError) as e:   # bad JSON, huge numbers, deep nesting
                 raise ConfigError(f"{path}: not valid JSON ({e})") from None
-            return cls.from_dict(data if isinstance(data, dict) else {"ids": data}, source=str(path))
+            data = data if isinstance(data, dict) else {"ids": data}
+            extra = {k: v for k, v in data.items() if k not in ("ids", "groups", "spans", "fingerprint", "space_version")}
+            return cls.from_dict(data, source=str(path)), extra
         try:
             ids = [int(t) for t in stripped.replace(",", " ").split()]
         except ValueError as e:
             raise ConfigError(f"{path}: expected token ids separated by spaces or commas ({e})") from None
-        return cls.from_dict({"ids": ids}, source=str(path))
+        return cls.from_dict({"ids": ids}, source=str(path)), {}
 
 
 class Decoded(list):
