@@ -12,11 +12,18 @@ implementations (``transformers``, ``snac``: the optional extra ``unitok[hf]``).
 | ``model_type: emu3_vqgan``            | :class:`Emu3ImageAdapter` / ``modality="video"``: :class:`Emu3VideoAdapter` | image / video |
 | ``model_type: janus_vqgan``           | :class:`JanusAdapter` (``adapters.janus``)  | image    |
 | SNAC's ``config.json`` (``vq_strides``) | :class:`SnacAdapter` (``adapters.snac``)  | audio    |
+| ``model_type: wavtokenizer``          | :class:`WavTokenizerAdapter` (``adapters.wavtokenizer``) | audio |
+| ``model_type: higgs_audio_v2_tokenizer`` | :class:`HiggsAudioV2Adapter` (``adapters.higgs_audio_v2``) | audio |
+| ``model_type: emu3`` / ``janus`` (a whole model) | its VQ, as ``emu3_vqgan`` / ``janus_vqgan`` | image (video) |
+
+A whole Emu3 or Janus checkpoint (``model_type: emu3`` / ``janus``, sharded safetensors) gives its
+vision tokenizer: the VQ's config is read from ``vq_config`` and only the VQ's tensors from the
+shards (:mod:`unitok.adapters.whole`); the result equals that of a folder of the VQ alone.
 
 Nothing is downloaded: the hub is switched off and only the folder is read. Weights must be
 safetensors; pickles (``.bin``, ``.pth``, ``.th``, ``.ckpt``) are converted only by the explicit
 ``unitok convert`` (:mod:`unitok.adapters.convert`). ``transformers``' Chameleon VQ has no decoder
-and is not adapted.
+and is not adapted (nor the other classes listed in :mod:`unitok.adapters.hf_audio2`).
 """
 
 from __future__ import annotations
@@ -29,19 +36,21 @@ from ..checkpoint import MAX_CONFIG_BYTES, check_device
 from ..errors import ConfigError
 from .base import AudioAdapter, AudioAdapterConfig, ReferenceTokenizer, clean_reference, transformers_module
 from .hf_audio import DacAdapter, EncodecAdapter, MimiAdapter, XcodecAdapter
+from .hf_audio2 import HiggsAudioV2Adapter, WavTokenizerAdapter
 from .hf_image import Emu3ImageAdapter, Emu3VideoAdapter, ImageAdapterConfig, JanusAdapter
 from .snac import SnacAdapter
+from .whole import WHOLE_MODELS, load_vq, vq_config
 
 __all__ = ["from_hf", "ReferenceTokenizer", "AudioAdapter", "AudioAdapterConfig", "ImageAdapterConfig",
            "MimiAdapter", "EncodecAdapter", "DacAdapter", "XcodecAdapter", "Emu3ImageAdapter", "Emu3VideoAdapter",
-           "JanusAdapter", "SnacAdapter", "ADAPTERS"]
+           "JanusAdapter", "SnacAdapter", "WavTokenizerAdapter", "HiggsAudioV2Adapter", "ADAPTERS"]
 
 #: model_type of a reference config.json -> adapter class
 ADAPTERS = {"mimi": MimiAdapter, "encodec": EncodecAdapter, "dac": DacAdapter, "xcodec": XcodecAdapter,
-            "emu3_vqgan": Emu3ImageAdapter, "janus_vqgan": JanusAdapter}
+            "emu3_vqgan": Emu3ImageAdapter, "janus_vqgan": JanusAdapter, "wavtokenizer": WavTokenizerAdapter,
+            "higgs_audio_v2_tokenizer": HiggsAudioV2Adapter}
 NO_DECODER = {"chameleon_vqgan": "Chameleon's VQ in transformers has no decoder (it only encodes), so it cannot "
                                  "be a unitok tokenizer"}
-WHOLE_MODELS = {"emu3": "emu3_vqgan", "janus": "janus_vqgan", "chameleon": "chameleon_vqgan"}
 PICKLES = (".bin", ".pt", ".pth", ".th", ".ckpt", ".pkl")
 
 
@@ -127,7 +136,8 @@ def from_hf(folder, *, modality: str | None = None, layout: str | None = None, d
     docstring). Nothing is downloaded.
 
     Args:
-        folder: holds ``config.json`` and ``*.safetensors`` (as ``save_pretrained`` writes them).
+        folder: holds ``config.json`` and ``*.safetensors`` (as ``save_pretrained`` writes them);
+            a whole Emu3 or Janus model's folder gives its vision tokenizer.
         modality: "video" makes an Emu3 folder a video tokenizer (default: its image tokenizer).
         layout, delays: audio codes' layout: "codec_depth" (default), "delay" (MusicGen) or
             "level_delay" with one delay per level (Dia: ``(0, 8, 9, ..., 15)``).
@@ -138,12 +148,14 @@ def from_hf(folder, *, modality: str | None = None, layout: str | None = None, d
     folder = Path(folder)
     config = read_reference_config(folder)
     kind = config.get("model_type")
-    if kind in NO_DECODER:
-        raise ConfigError(f"{folder}: {NO_DECODER[kind]}")
-    if kind in WHOLE_MODELS:
-        raise ConfigError(f"{folder}: holds a whole {kind} model; save its vision tokenizer alone first "
-                          f"(e.g. `model.model.vqmodel.save_pretrained(DIR)` in transformers) and pass that folder "
-                          f"(model_type {WHOLE_MODELS[kind]})")
+    if kind is not None and not isinstance(kind, str):
+        raise ConfigError(f"{folder / 'config.json'}: model_type must be a string, got {kind!r}")
+    whole = kind in WHOLE_MODELS
+    if WHOLE_MODELS.get(kind, kind) in NO_DECODER:
+        raise ConfigError(f"{folder}: {NO_DECODER[WHOLE_MODELS.get(kind, kind)]}")
+    if whole:       # the vision tokenizer of a whole unified model: its vq_config and VQ tensors only
+        config = vq_config(folder, config)
+        kind = config["model_type"]
     audio = dict(layout=layout or "codec_depth", delays=tuple(int(d) for d in (delays or ())))
     if kind is None and "vq_strides" in config:
         cfg = AudioAdapterConfig(reference=clean_reference(config), layout="multi_rate", order=order)
@@ -159,7 +171,7 @@ def from_hf(folder, *, modality: str | None = None, layout: str | None = None, d
     elif modality not in (None, cls.modality):
         raise ConfigError(f"{folder}: {cls.reference_name} is a {cls.modality} tokenizer, not {modality}")
     _weights(folder)
-    model = _load_hf(cls, folder)
+    model = load_vq(cls, folder, clean_reference(config)) if whole else _load_hf(cls, folder)
     if issubclass(cls, AudioAdapter):
         cfg = AudioAdapterConfig(reference=clean_reference(config), **audio)
     else:
