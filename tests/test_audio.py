@@ -29,7 +29,7 @@ def tiny_model(**kw) -> AudioTokenizer:
     """8 kHz, hop 16, 4 levels of 16 codes; random (not k-means) codebooks so codes vary."""
     torch.manual_seed(0)
     q = kw.pop("quantizer", RVQConfig(levels=4, dim=8, codebook_size=16, kmeans_init=False))
-    cfg = AudioTokenizerConfig(sample_rate=8000, channels=4, ratios=(4, 4), res_units=1, kernel=5,
+    cfg = AudioTokenizerConfig(sample_rate=8000, channels=4, ratios=kw.pop("ratios", (4, 4)), res_units=1, kernel=5,
                                lstm=kw.pop("lstm", 1), quantizer=q, **kw)
     return AudioTokenizer(cfg).eval()
 
@@ -54,10 +54,14 @@ def text():
     return unitok.text.load_default()
 
 
-@pytest.fixture(scope="module", params=["seanet", "istft", "stft+istft", "stft+istft-increment"])
+@pytest.fixture(scope="module", params=["seanet", "istft", "stft+istft", "stft+istft-increment", "stft+istft-stride"])
 def model(request):
     """Every encoder and decoder: SEANet both ways; the ConvNeXt + inverse STFT decoder (which holds
-    samples back for ``lookahead`` frames when streaming); and that with the spectral encoder."""
+    samples back for ``lookahead`` frames when streaming); that with the spectral encoder; and the
+    spectral pair with latent frames 4 STFT frames long (a 12.5 Hz codec's design)."""
+    if request.param == "stft+istft-stride":
+        return tiny_model(encoder="stft", encoder_dim=12, encoder_layers=1, decoder="istft", decoder_dim=12,
+                          decoder_layers=1, ratios=(2, 2), frame_stride=4, latent_layers=1, n_fft=8)
     if request.param == "istft":
         return tiny_model(decoder="istft", decoder_dim=12, decoder_layers=2)
     if request.param.startswith("stft+istft"):
@@ -223,14 +227,16 @@ def test_streaming_decode_equals_one_shot(model):
     codes = model.encode(wav)                                    # [2, 4, 500]
     full = model.decode(codes)
     dec = model.stream_decoder()
-    late = dec.latency_frames
+    held = dec.latency_samples
+    assert dec.latency_frames == -(-held // model.hop)
     pieces = [dec.push(codes[:, :, t:t + 1]) for t in range(40)]            # frame by frame
-    # a sample is final once `latency_frames` later frames are in: the first pushes give less
-    assert [p.shape[-1] for p in pieces] == [0] * late + [model.hop] * (40 - late)
+    # a sample is final once the frames after it are in: the stream holds `held` samples back
+    assert [sum(p.shape[-1] for p in pieces[:t + 1]) for t in range(40)] == [
+        max(0, (t + 1) * model.hop - held) for t in range(40)]
     pieces += [dec.push(codes[:, :, t:t + 7]) for t in range(40, 500, 7)]   # then 7 frames at a time
-    assert all(p.shape[-1] % model.hop == 0 for p in pieces) and dec.frames == 500
+    assert dec.frames == 500
     pieces.append(dec.flush())
-    assert pieces[-1].shape == (2, 1, late * model.hop)
+    assert pieces[-1].shape == (2, 1, held)
     assert torch.allclose(torch.cat(pieces, -1), full, atol=1e-5)
     # one item, [K, n] codes: [n * hop] samples; fewer levels decode as a lower bitrate
     y = torch.cat([dec.push(codes[0, :2, t:t + 1].numpy()) for t in range(10)] + [dec.flush()])

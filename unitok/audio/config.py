@@ -25,7 +25,8 @@ MAX_DILATION = 1 << 16              # largest dilation of a residual unit's conv
 class AudioTokenizerConfig:
     sample_rate: int = 24_000                   # the model's rate; inputs are resampled to it
     channels: int = 16                          # width of the first conv; doubled at every downsampling
-    ratios: tuple[int, ...] = (8, 5, 4, 2)      # decoder upsampling factors (the encoder uses them reversed)
+    ratios: tuple[int, ...] = (8, 5, 4, 2)      # decoder upsampling factors (the encoder uses them reversed);
+                                                # stft/istft: their product is the STFT hop
     res_units: int = 1                          # residual units per resolution (dilations 1, base, base^2...)
     dilation_base: int = 2
     kernel: int = 7                             # first and last convs (istft: its first conv)
@@ -41,6 +42,10 @@ class AudioTokenizerConfig:
     decoder_layers: int = 4                     # istft: ConvNeXt blocks
     n_fft: int = 0                              # stft/istft: window, a multiple of the hop (0: 4 hops)
     decoder_phase: str = "absolute"             # istft: predict each frame's phase, or its "increment"
+    frame_stride: int = 1                       # stft/istft: one latent frame per frame_stride STFT frames
+                                                # (12.5 Hz at 24 kHz: hop 320 x 6)
+    latent_layers: int = 2                      # stft/istft with frame_stride > 1: ConvNeXt blocks at the
+                                                # latent rate, on each side
 
     def __post_init__(self):
         self.quantizer = quantizer_config(self.quantizer, source="audio config: quantizer")
@@ -70,18 +75,30 @@ class AudioTokenizerConfig:
             raise ConfigError(f"audio config: decoder must be one of {DECODERS}, got {self.decoder!r}")
         if self.decoder_dim < 1 or not 0 <= self.decoder_layers <= 64:
             raise ConfigError("audio config: decoder_dim must be >= 1 and decoder_layers in 0..64")
-        if self.n_fft and (self.n_fft % self.hop or not self.hop <= self.n_fft <= 16 * self.hop):
-            raise ConfigError(f"audio config: n_fft must be 0 or a multiple of the hop ({self.hop}) up to 16 hops, "
+        if not 1 <= self.frame_stride <= 64 or not 0 <= self.latent_layers <= 64:
+            raise ConfigError(f"audio config: frame_stride must be in 1..64 and latent_layers in 0..64, got "
+                              f"{self.frame_stride} and {self.latent_layers}")
+        if self.frame_stride > 1 and (self.encoder, self.decoder) != ("stft", "istft"):
+            raise ConfigError("audio config: frame_stride > 1 needs the spectral design (encoder: stft, decoder: "
+                              "istft); a SEANet side sets its frame rate with ratios")
+        step = self.spectral_hop
+        if self.n_fft and (self.n_fft % step or not step <= self.n_fft <= 16 * step):
+            raise ConfigError(f"audio config: n_fft must be 0 or a multiple of the STFT hop ({step}) up to 16 hops, "
                               f"got {self.n_fft}")
         if self.layout not in LAYOUTS:
             raise ConfigError(f"audio config: layout must be one of {LAYOUTS}, got {self.layout!r}")
 
     @property
     def hop(self) -> int:
-        """Samples per frame."""
+        """Samples per latent frame (one frame of codes)."""
+        return math.prod(self.ratios) * self.frame_stride
+
+    @property
+    def spectral_hop(self) -> int:
+        """stft/istft: samples per STFT frame (the hop when ``frame_stride`` is 1)."""
         return math.prod(self.ratios)
 
     @property
     def window(self) -> int:
-        """stft/istft: the STFT window in samples (``n_fft``, or 4 hops when it is 0)."""
-        return self.n_fft or 4 * self.hop
+        """stft/istft: the STFT window in samples (``n_fft``, or 4 STFT hops when it is 0)."""
+        return self.n_fft or 4 * self.spectral_hop

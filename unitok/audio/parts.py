@@ -50,6 +50,7 @@ class AudioDecoder(Protocol):
     hop: int
     causal: bool
     lookahead: int      # frames after its own that a sample waits for when streaming
+    held_samples: int   # samples a stream holds back until later frames (or the flush) arrive
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor: ...
 
@@ -74,14 +75,15 @@ def _seanet_args(cfg: AudioTokenizerConfig) -> dict:
 
 ENCODERS: dict[str, Callable[[AudioTokenizerConfig], nn.Module]] = {
     "seanet": lambda cfg: SEANetEncoder(cfg.quantizer.dim, **_seanet_args(cfg)),
-    "stft": lambda cfg: STFTEncoder(cfg.quantizer.dim, hop=cfg.hop, n_fft=cfg.window, width=cfg.encoder_dim,
-                                    layers=cfg.encoder_layers, causal=cfg.causal),
+    "stft": lambda cfg: STFTEncoder(cfg.quantizer.dim, hop=cfg.spectral_hop, n_fft=cfg.window, width=cfg.encoder_dim,
+                                    layers=cfg.encoder_layers, causal=cfg.causal, stride=cfg.frame_stride,
+                                    latent_layers=cfg.latent_layers),
 }
 DECODERS: dict[str, Callable[[AudioTokenizerConfig], nn.Module]] = {
     "seanet": lambda cfg: SEANetDecoder(cfg.quantizer.dim, **_seanet_args(cfg)),
-    "istft": lambda cfg: ISTFTDecoder(cfg.quantizer.dim, hop=cfg.hop, n_fft=cfg.window, width=cfg.decoder_dim,
+    "istft": lambda cfg: ISTFTDecoder(cfg.quantizer.dim, hop=cfg.spectral_hop, n_fft=cfg.window, width=cfg.decoder_dim,
                                       layers=cfg.decoder_layers, kernel=cfg.kernel, phase=cfg.decoder_phase,
-                                      causal=cfg.causal),
+                                      causal=cfg.causal, stride=cfg.frame_stride, latent_layers=cfg.latent_layers),
 }
 # the config validates names without importing the models
 assert set(ENCODERS) == set(ENCODER_NAMES) and set(DECODERS) == set(DECODER_NAMES)

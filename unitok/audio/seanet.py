@@ -60,6 +60,7 @@ class SEANetDecoder(nn.Module):
     from the future (``lookahead`` 0): a stream's every push is final."""
 
     lookahead = 0
+    held_samples = 0
 
     def __init__(self, dim: int, *, channels: int = 16, ratios: tuple[int, ...] = (8, 5, 4, 2), res_units: int = 1,
                  dilation_base: int = 2, kernel: int = 7, lstm: int = 1, causal: bool = True):

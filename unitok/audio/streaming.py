@@ -148,8 +148,9 @@ class StreamDecoder:
     rounding. Every decoder here is causal in the codes. The SEANet decoder needs nothing from the
     future: each push returns ``n * hop`` samples and ``flush`` returns none. The iSTFT decoder
     needs ``lookahead`` more frames before a sample is final (1 frame, 13 ms, for the bundled
-    model). Its first pushes return that many frames' samples fewer, and ``flush`` returns them.
-    ``latency_frames`` says how many. Only the last few frames' activations are kept, so memory
+    model). Its first pushes return that many frames' samples fewer (``latency_samples``: fewer than
+    a whole frame when the latent frames are coarser than its STFT frames, as in a 12.5 Hz codec),
+    and ``flush`` returns them. ``latency_frames`` says how many frames. Only the last few frames' activations are kept, so memory
     does not grow with the length.
     """
 
@@ -166,6 +167,11 @@ class StreamDecoder:
     def latency_frames(self) -> int:
         """Frames a sample waits for after its own frame has been pushed."""
         return self.model.decoder.lookahead
+
+    @property
+    def latency_samples(self) -> int:
+        """Samples a stream holds back until later frames (or ``flush``) arrive."""
+        return self.model.decoder.held_samples
 
     def reset(self) -> None:
         self.state.clear()
