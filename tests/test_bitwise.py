@@ -240,6 +240,13 @@ def test_video_tokenizer_takes_the_bitwise_quantizer():
     flat = [c.flatten(0, 1) for c in codes]
     latent = m._latent(m.quantizer.prefix(flat, 2), bits=2)
     assert not latent[:, 2:].any()
+    # and the public decode takes k-bit prefix codes: the latent with the last d - k channels neutral
+    prefix = m.quantizer.prefix(codes, 2)
+    y = m.decode(prefix, 5, (16, 16), bits=2)
+    z = m.codes_to_latent(codes)
+    z[:, :, 2:] = 0
+    torch.testing.assert_close(y, m.decode_latent(z)[:, :5, :, :16, :16].clamp(0, 1))
+    assert torch.equal(m.decode(codes, 5, (16, 16), bits=BITS), m.decode(codes, 5, (16, 16)))
 
 
 # -- the benchmark ---------------------------------------------------------------------------------

@@ -335,13 +335,14 @@ class VideoTokenizer(SpatialCodec, MediaTokenizer):
         """codes -> quantized latent [B, T', D, h, w]."""
         return self._maps_to_latent(self._maps(codes))
 
-    def _maps_to_latent(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        """maps of latent frames ([B, T', h_s, w_s] each) -> quantized latent [B, T', D, h, w]."""
+    def _maps_to_latent(self, maps: list[torch.Tensor], bits: int | None = None) -> torch.Tensor:
+        """maps of latent frames ([B, T', h_s, w_s] each) -> quantized latent [B, T', D, h, w]
+        (``bits``: see :meth:`decode`)."""
         B, T = maps[-1].shape[:2]
-        return self._latent([m.flatten(0, 1) for m in maps]).unflatten(0, (B, T))
+        return self._latent([m.flatten(0, 1) for m in maps], bits).unflatten(0, (B, T))
 
     @torch.no_grad()
-    def _decode_windows(self, codes, frames: int | None, size: tuple[int, int] | None):
+    def _decode_windows(self, codes, frames: int | None, size: tuple[int, int] | None, bits: int | None = None):
         """Yield decoded windows [B, t, 3, H, W] (clamped, cropped), consecutive in time."""
         maps = self._maps(codes)
         full = maps[-1]
@@ -353,7 +354,7 @@ class VideoTokenizer(SpatialCodec, MediaTokenizer):
         state: dict = {}
         done = 0
         for a in range(0, T_lat, n):
-            x = self.decode_latent(self._maps_to_latent([m[:, a:a + n] for m in maps]), state)
+            x = self.decode_latent(self._maps_to_latent([m[:, a:a + n] for m in maps], bits), state)
             x = x[:, :max(0, total - done), :, :H, :W].clamp(0, 1)
             done += x.shape[1]
             self.report_progress(done, total, "frame")
@@ -361,11 +362,13 @@ class VideoTokenizer(SpatialCodec, MediaTokenizer):
                 yield x
 
     @torch.no_grad()
-    def decode(self, codes, frames: int | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def decode(self, codes, frames: int | None = None, size: tuple[int, int] | None = None,
+               bits: int | None = None) -> torch.Tensor:
         """codes -> frames [B, T, 3, H, W] in [0, 1] (clamped). ``frames`` and ``size=(H, W)`` crop
         the padding away (default: every decoded frame, ``1 + r*(T'-1)``, of the padded grid).
-        Long token streams are decoded window by window."""
-        return torch.cat(list(self._decode_windows(codes, frames, size)), 1)
+        Long token streams are decoded window by window. ``bits=k`` (bitwise quantizer only): the
+        codes are k-bit prefix codes (``quantizer.prefix(codes, k)``), as for images."""
+        return torch.cat(list(self._decode_windows(codes, frames, size, bits)), 1)
 
     # -- MediaTokenizer ----------------------------------------------------------------------------
 
