@@ -50,7 +50,7 @@ from unitok.nn import hinge_d_loss, hinge_g_loss
 from unitok.nn.audio_losses import (EnvelopeCorrelationLoss, MultiScaleSTFTDiscriminator, feature_matching_loss,
                                     stft_loss)
 from unitok.train import (Logger, ddp_shutdown, export_checkpoint, load_training_state, lr_at, read_config,
-                          recipe_parser, run_recipe, save_final, save_training_state, setup_runtime)
+                          recipe_parser, run_recipe, save_final, save_training_state, setup_runtime, warm_start)
 
 DEFAULTS = {
     "model": {},
@@ -245,18 +245,6 @@ def build(cfg: dict, device) -> tuple[AudioTokenizer, MultiScaleSTFTDiscriminato
     if lc["gan"] > 0 or lc["feature"] > 0:
         disc = MultiScaleSTFTDiscriminator(tuple(lc["disc_n_ffts"]), lc["disc_channels"], lc["disc_layers"]).to(device)
     return model, disc
-
-
-def warm_start(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> list[str]:
-    """Copy every tensor of ``source`` whose name and shape match into ``model`` (so a model with a
-    new decoder can start from an old model's encoder and codebooks); returns the top-level
-    modules left (partly) untouched. A source sharing nothing with the model is an error."""
-    own = model.state_dict()
-    match = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-    if not match:
-        raise ConfigError("--init: the checkpoint shares no weights with this model's config")
-    model.load_state_dict(match, strict=False)
-    return sorted({k.split(".")[0] for k in own if k not in match})
 
 
 def export(out_dir: str | Path, target: str | Path, dtype: str = "float16") -> Path:

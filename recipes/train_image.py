@@ -37,7 +37,7 @@ from unitok.image import ImageTokenizer, ImageTokenizerConfig
 from unitok.metrics import code_histogram, codebook_usage, perplexity, psnr, ssim
 from unitok.train import (ddp_shutdown, export_checkpoint, load_training_state, Logger, lr_at, read_config,
                           recipe_parser, run_recipe, save_final, save_training_state, setup_runtime, StepWindow,
-                          tokenizer_step)
+                          tokenizer_step, warm_start)
 from unitok.train.images import CropSampler, synthetic_images
 from unitok.nn import PatchDiscriminator
 
@@ -47,7 +47,7 @@ DEFAULTS = {
              "limit": None, "val_limit": 64, "synthetic": False},
     "train": {"batch_size": 8, "lr": 4e-4, "min_lr_ratio": 0.1, "warmup": 200, "steps": 100000,
               "time_limit_min": None, "betas": [0.9, 0.99], "weight_decay": 0.0, "grad_clip": 1.0,
-              "amp": True, "channels_last": True, "seed": 0, "num_threads": None, "device": "auto"},
+              "amp": True, "channels_last": True, "seed": 0, "num_threads": None, "device": "auto", "init": None},
     "loss": {"l1": 1.0, "l2": 10.0, "structural": 0.2, "structural_kind": "ssim", "quantizer": 1.0,
              "gan": 0.0, "gan_start": 10000, "disc_lr": 1e-4, "disc_channels": 64, "disc_layers": 3,
              "adaptive_gan_weight": True},
@@ -151,6 +151,10 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         if rank == 0 and "sampler" in state:
             sampler.set_state(state["sampler"])
         log(f"resumed from {ckpt} at step {step} ({elapsed_before / 60:.1f} min trained)")
+    elif tc["init"]:
+        # warm start: weights only; the step count, schedule and optimizer start afresh
+        fresh = warm_start(raw_model, ImageTokenizer.from_pretrained(tc["init"]).state_dict())
+        log(f"initialised from {tc['init']}" + (f"; trained from scratch: {', '.join(fresh)}" if fresh else ""))
 
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -251,14 +255,21 @@ def main(argv=None) -> int:
                     help="do not train: write <out_dir>/best (or --export-from) to DIR in export.dtype, e.g. "
                          "unitok/assets/image")
     ap.add_argument("--export-from", metavar="DIR", help="checkpoint folder to export (default <out_dir>/best)")
+    ap.add_argument("--init", metavar="DIR", help="start from the weights in DIR (a checkpoint folder, e.g. "
+                                                  "unitok/assets/image); overrides train.init")
     args = ap.parse_args(argv)
+
+    def config(path, overrides):
+        if args.init:
+            overrides.setdefault("train", {})["init"] = args.init
+        return load_config(path, overrides)
 
     def export_to(cfg: dict) -> None:
         src = args.export_from or Path(cfg["log"]["out_dir"]) / "best"
         path = export(src, args.export_to, cfg["export"]["dtype"])
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) from {src}")
 
-    return run_recipe(args, load_config, train, export_to if args.export_to else None)
+    return run_recipe(args, config, train, export_to if args.export_to else None)
 
 
 if __name__ == "__main__":

@@ -326,6 +326,13 @@ def test_tiny_recipe_trains_and_resumes(tmp_path):
     summary2 = recipe.train(cfg2, resume=True)
     assert summary2["steps"] == cfg["train"]["steps"] + 10
     assert "resumed from" in (out / "log.txt").read_text()
+    # --init: a fresh run starts from the trained weights (step 0, new optimizer)
+    warm = tmp_path / "warm"
+    cfg3 = recipe.load_config(ROOT / "recipes" / "configs" / "image_tiny.yaml",
+                              {"log": {"out_dir": str(warm)}, "train": {"steps": 0, "init": str(out / "final")}})
+    recipe.train(cfg3)
+    assert "initialised from" in (warm / "log.txt").read_text()
+    assert recipe.evaluate(ImageTokenizer.from_pretrained(warm / "final"), val, 8, torch.device("cpu"))["psnr"] > before + 3
 
 
 def test_recipe_main_reports_missing_data(tmp_path, capsys):

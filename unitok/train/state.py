@@ -80,3 +80,15 @@ def load_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, disc=None
         disc.load_state_dict(load_file(str(ckpt / "discriminator.safetensors")))
         load_optimizer(opt_d, tensors, state["optimizer_d"], "disc")
     return state
+
+
+def warm_start(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> list[str]:
+    """Copy every tensor of ``source`` whose name and shape match into ``model`` (so a model with a
+    new decoder can start from an old model's encoder and codebooks); returns the top-level
+    modules left (partly) untouched. A source sharing nothing with the model is an error."""
+    own = model.state_dict()
+    match = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not match:
+        raise ConfigError("--init: the checkpoint shares no weights with this model's config")
+    model.load_state_dict(match, strict=False)
+    return sorted({k.split(".")[0] for k in own if k not in match})
