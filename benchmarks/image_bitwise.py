@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unitok import ConfigError, Image, checkpoint
+from unitok import ConfigError, Image
 
 from candidates import BUNDLED_SUITE, load_codec, parameter_count
 from image import ANCHORS, HELDOUT, crops_of, heldout_description, load_heldout, quality_batch, run_anchor
@@ -73,14 +73,40 @@ COLUMNS = ("tokenizer", "bits/token", "codes", "bpp", "PSNR", "SSIM") + tuple(
     f"{a} {m} @ same bpp" for m in ("PSNR", "SSIM") for a in ANCHORS)
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
     def cell(col: str, row: dict) -> str:
         value = row.get(col)
         if isinstance(value, float):
             return fmt(value, 4 if "SSIM" in col or col == "bpp" else 2)
         return "n/a" if value is None else str(value)
 
-    return markdown_table(COLUMNS, rows, cell)
+    return markdown_table(columns, rows, cell)
+
+
+def crop_options(ap: argparse.ArgumentParser) -> None:
+    """The held-out crops and the output options the image rate benchmarks share."""
+    ap.add_argument("--heldout", type=Path, default=HELDOUT)
+    ap.add_argument("--limit", type=int, default=None, help="use the first N held-out pictures")
+    ap.add_argument("--random-crops", type=int, default=15, help="random 256x256 crops per picture (plus the center)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--note", default="", help="a line added to the section (e.g. how the CPU was shared)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="the markdown file to write the section to")
+    ap.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
+
+
+def publish_table(args: argparse.Namespace, title: str, body: list[str], rows: list[dict],
+                  columns: tuple[str, ...] = COLUMNS) -> None:
+    """Write (or with --no-write print) the section: ``body`` lines, --note, then the table."""
+    if args.note:
+        body.append(f"- {args.note}")
+    body += ["", table(rows, columns), ""]
+    section = Section(title, "\n".join(body))
+    if args.no_write:
+        print(section.body)
+    else:
+        write_section(args.results, section)
+        print(f"wrote section '{title}' to {rel(args.results)}")
+        print(table(rows, columns))
 
 
 def main(argv=None) -> int:
@@ -88,14 +114,8 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="a bitwise image tokenizer folder")
     ap.add_argument("--fsq", type=Path, default=BUNDLED_SUITE / "image",
                     help="the FSQ tokenizer to compare with (default: the bundled suite's)")
-    ap.add_argument("--heldout", type=Path, default=HELDOUT)
-    ap.add_argument("--limit", type=int, default=None, help="use the first N held-out pictures")
-    ap.add_argument("--random-crops", type=int, default=15, help="random 256x256 crops per picture (plus the center)")
     ap.add_argument("--bits", type=int, nargs="*", default=None, help="the k to decode at (default: 1..d)")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--note", default="", help="a line added to the section (e.g. how the CPU was shared)")
-    ap.add_argument("--results", type=Path, default=RESULTS, help="the markdown file to write the section to")
-    ap.add_argument("--no-write", action="store_true", help="print the section instead of writing it")
+    crop_options(ap)
     args = ap.parse_args(argv)
 
     try:
@@ -148,16 +168,7 @@ def main(argv=None) -> int:
         "same crops, file bytes with headers; \"JPEG 1/2-res\" codes at half size and upsamples (bicubic); "
         "interpolated linearly in mean bpp at each row's bpp, n/a outside the sweep (never extrapolated).",
     ]
-    if args.note:
-        body.append(f"- {args.note}")
-    body += ["", table(rows), ""]
-    section = Section(TITLE, "\n".join(body))
-    if args.no_write:
-        print(section.body)
-    else:
-        write_section(args.results, section)
-        print(f"wrote section '{TITLE}' to {rel(args.results)}")
-        print(table(rows))
+    publish_table(args, TITLE, body, rows)
     return 0
 
 
