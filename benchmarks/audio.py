@@ -164,11 +164,12 @@ def codec_round_trip(codec, wav: torch.Tensor, levels: int) -> tuple[torch.Tenso
     import torchaudio.functional as AF
 
     x = wav if codec.sample_rate == AUDIO_RATE else AF.resample(wav, AUDIO_RATE, codec.sample_rate)
+    out_rate = getattr(codec, "output_rate", codec.sample_rate)     # NeuCodec decodes at another rate
     with torch.inference_mode():
         codes = codec.encode(x[None, None].to(codec.device), levels)
-        y = codec.decode(codes, x.shape[-1])[0, 0].float().cpu()
-    if codec.sample_rate != AUDIO_RATE:
-        y = AF.resample(y, codec.sample_rate, AUDIO_RATE)
+        y = codec.decode(codes, -(-x.shape[-1] * out_rate // codec.sample_rate))[0, 0].float().cpu()
+    if out_rate != AUDIO_RATE:
+        y = AF.resample(y, out_rate, AUDIO_RATE)
     return fit_length(y, len(wav)), codes[0].cpu()
 
 

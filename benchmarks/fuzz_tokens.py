@@ -136,7 +136,7 @@ def _shape_matches(tok, item, modality: str, header: dict) -> bool:
     if modality == "video":
         return (item.num_frames, item.height, item.width) == (header["frames"], header["height"], header["width"])
     if hasattr(codec, "model_length"):          # the bundled audio codec, at its own rate
-        return item.num_samples == codec.model_length(header)
+        return item.num_samples == getattr(codec, "output_length", codec.model_length)(header)
     if "frames" in header:                       # the toy audio codec
         return item.num_samples == min(header["frames"] * codec.cfg.hop,
                                        (header["frames"] - 1) * codec.cfg.hop + header["samples_in_last_frame"])

@@ -102,7 +102,14 @@ def test_more_audio_adapters_match_reference(build, n, levels, tmp_path):
     expect = ref_decode(ref, want)[0, :, :n].clamp(-1, 1)
     assert torch.allclose(decoded.samples, expect, atol=1e-5)
 
-    # batch equals single, and items of other lengths never share a padded batch
+    check_batches_and_reload(tok, wav, codes, g, tmp_path)
+
+
+def check_batches_and_reload(tok, wav, codes, g, tmp_path):
+    """A batch equals single items, items of other lengths never share a padded batch, and the
+    saved tokenizer gives the same fingerprint and codes (``wav``: [1, 1, n] at RATE; ``codes``:
+    what ``encode_item`` gave for it)."""
+    audio, n = Audio(wav[0], RATE), wav.shape[-1]
     wav2 = (torch.rand(1, 1, n, generator=g) - 0.5) * 0.5
     batch = tok.encode(torch.cat([wav, wav2]))
     assert torch.equal(batch[:1], tok.encode(wav)) and torch.equal(batch[1:], tok.encode(wav2))

@@ -14,6 +14,8 @@ implementations (``transformers``, ``snac``: the optional extra ``unitok[hf]``).
 | SNAC's ``config.json`` (``vq_strides``) | :class:`SnacAdapter` (``adapters.snac``)  | audio    |
 | ``model_type: wavtokenizer``          | :class:`WavTokenizerAdapter` (``adapters.wavtokenizer``) | audio |
 | ``model_type: higgs_audio_v2_tokenizer`` | :class:`HiggsAudioV2Adapter` (``adapters.higgs_audio_v2``) | audio |
+| ``model_type: xcodec2``               | :class:`Xcodec2Adapter` (``adapters.xcodec2``) | audio |
+| ``model_type: neucodec``              | :class:`NeuCodecAdapter` (``adapters.neucodec``): 16 kHz in, 24 kHz out | audio |
 | ``model_type: emu3`` / ``janus`` (a whole model) | its VQ, as ``emu3_vqgan`` / ``janus_vqgan`` | image (video) |
 
 A whole Emu3 or Janus checkpoint (``model_type: emu3`` / ``janus``, sharded safetensors) gives its
@@ -37,18 +39,20 @@ from ..errors import ConfigError
 from .base import AudioAdapter, AudioAdapterConfig, ReferenceTokenizer, clean_reference, transformers_module
 from .hf_audio import DacAdapter, EncodecAdapter, MimiAdapter, XcodecAdapter
 from .hf_audio2 import HiggsAudioV2Adapter, WavTokenizerAdapter
+from .hf_audio3 import NeuCodecAdapter, Xcodec2Adapter
 from .hf_image import Emu3ImageAdapter, Emu3VideoAdapter, ImageAdapterConfig, JanusAdapter
 from .snac import SnacAdapter
 from .whole import WHOLE_MODELS, load_vq, vq_config
 
 __all__ = ["from_hf", "ReferenceTokenizer", "AudioAdapter", "AudioAdapterConfig", "ImageAdapterConfig",
            "MimiAdapter", "EncodecAdapter", "DacAdapter", "XcodecAdapter", "Emu3ImageAdapter", "Emu3VideoAdapter",
-           "JanusAdapter", "SnacAdapter", "WavTokenizerAdapter", "HiggsAudioV2Adapter", "ADAPTERS"]
+           "JanusAdapter", "SnacAdapter", "WavTokenizerAdapter", "HiggsAudioV2Adapter", "Xcodec2Adapter",
+           "NeuCodecAdapter", "ADAPTERS"]
 
 #: model_type of a reference config.json -> adapter class
 ADAPTERS = {"mimi": MimiAdapter, "encodec": EncodecAdapter, "dac": DacAdapter, "xcodec": XcodecAdapter,
             "emu3_vqgan": Emu3ImageAdapter, "janus_vqgan": JanusAdapter, "wavtokenizer": WavTokenizerAdapter,
-            "higgs_audio_v2_tokenizer": HiggsAudioV2Adapter}
+            "higgs_audio_v2_tokenizer": HiggsAudioV2Adapter, "xcodec2": Xcodec2Adapter, "neucodec": NeuCodecAdapter}
 NO_DECODER = {"chameleon_vqgan": "Chameleon's VQ in transformers has no decoder (it only encodes), so it cannot "
                                  "be a unitok tokenizer"}
 PICKLES = (".bin", ".pt", ".pth", ".th", ".ckpt", ".pkl")

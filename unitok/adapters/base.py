@@ -117,11 +117,14 @@ class AudioAdapter(ReferenceTokenizer):
 
     Header: ``levels``, ``sample_rate`` and ``samples`` (4 shape tokens), as unitok's own codec, so
     any length at any rate round-trips exactly. Audio is downmixed to mono and resampled to the
-    model's rate; decoding gives the model's rate and ``ceil(samples * rate / sample_rate)``
-    samples, or the input's rate and length with ``resample_to_input``.
+    model's rate; decoding gives ``output_rate`` (the model's rate, except for a reference that
+    decodes at another: NeuCodec, 16 kHz in, 24 kHz out) and the input's duration there,
+    ``output_length(header) = ceil(samples * output_rate / sample_rate)`` samples, or the input's
+    rate and length with ``resample_to_input``.
 
-    Batched API at the model's rate: ``encode(wav: [B, 1, N]) -> codes`` (``[B, n, T]``, a list
-    over levels for multi-rate codecs) and ``decode(codes, length) -> wav [B, 1, length]``.
+    Batched API: ``encode(wav: [B, 1, N]) -> codes`` at the model's rate (``[B, n, T]``, a list
+    over levels for multi-rate codecs) and ``decode(codes, length) -> wav [B, 1, length]`` at
+    ``output_rate``.
     Items of different lengths are never padded into one batch (padding would leak into the codes
     of a non-causal codec): ``encode_items`` batches the items of equal length only.
 
@@ -149,6 +152,16 @@ class AudioAdapter(ReferenceTokenizer):
     sample_rate: int
     levels: int
     hop: int        # samples per frame at the model's rate
+
+    @property
+    def output_rate(self) -> int:
+        """The rate ``decode`` gives: the model's rate unless the reference decodes at another."""
+        return self.sample_rate
+
+    @property
+    def output_hop(self) -> int:
+        """Decoded samples per frame, at ``output_rate``."""
+        return self.hop
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -225,6 +238,11 @@ class AudioAdapter(ReferenceTokenizer):
     def model_length(self, header: dict[str, int]) -> int:
         return -(-header["samples"] * self.sample_rate // header["sample_rate"])
 
+    def output_length(self, header: dict[str, int]) -> int:
+        """Samples ``decode_item`` gives: the input's duration at ``output_rate`` (``model_length``
+        when the reference decodes at its input rate)."""
+        return -(-header["samples"] * self.output_rate // header["sample_rate"])
+
     # -- batched API ----------------------------------------------------------------------------------
 
     def _levels_arg(self, n_levels: int | None) -> int:
@@ -267,18 +285,18 @@ class AudioAdapter(ReferenceTokenizer):
 
     @torch.no_grad()
     def decode(self, codes, length: int | None = None) -> torch.Tensor:
-        """codes [B, n, T] -> wav [B, 1, T * hop] in [-1, 1], cropped to ``length``; long inputs in
-        windows (see the class docstring)."""
-        T = self._frames_in(codes)
+        """codes [B, n, T] -> wav [B, 1, T * output_hop] in [-1, 1] at ``output_rate``, cropped to
+        ``length``; long inputs in windows (see the class docstring)."""
+        T, hop = self._frames_in(codes), self.output_hop
         chunk, ctx = self._window
         if T <= chunk + 2 * ctx:
-            wav = self._decode(codes)[..., :T * self.hop]
+            wav = self._decode(codes)[..., :T * hop]
         else:
             parts = []
             for s in range(0, T, chunk):
                 a, b = max(0, s - ctx), min(T, s + chunk + ctx)
                 y = self._decode(self._slice(codes, a, b))
-                parts.append(y[..., (s - a) * self.hop:(s - a + min(chunk, T - s)) * self.hop])
+                parts.append(y[..., (s - a) * hop:(s - a + min(chunk, T - s)) * hop])
                 self.report_progress(min(T, s + chunk), T, "frame")
             wav = torch.cat(parts, -1)
         wav = wav.float().clamp(-1, 1)
@@ -345,20 +363,19 @@ class AudioAdapter(ReferenceTokenizer):
         return codes, alive
 
     def decode_item(self, header: dict[str, int], codes) -> Audio:
-        """(header, codes) -> Audio at the model's rate and ``model_length(header)`` samples (or,
+        """(header, codes) -> Audio at ``output_rate`` and ``output_length(header)`` samples (or,
         with ``resample_to_input``, at the input's rate and length)."""
         batch = self._batch_codes(codes)
         batch, alive = self._present(batch)
-        n_model = self.model_length(header)
-        wav = self.decode(batch, n_model)[0]                                        # [1, n_model]
+        rate, n_out = self.output_rate, self.output_length(header)
+        wav = self.decode(batch, n_out)[0]                                          # [1, n_out]
         if not alive.all():
-            keep = alive.repeat_interleave(self.hop * self._frames_in(batch) // len(alive))[:wav.shape[-1]]
+            keep = alive.repeat_interleave(self.output_hop * self._frames_in(batch) // len(alive))[:wav.shape[-1]]
             wav = wav * keep.to(wav.device, wav.dtype)
-        if self.resample_to_input and header["sample_rate"] != self.sample_rate:
+        if self.resample_to_input and header["sample_rate"] != rate:
             from ..audio.streaming import resample_blocks
             n_in = header["samples"]
-            wav = torch.cat(list(resample_blocks(wav.cpu(), self.sample_rate, header["sample_rate"],
-                                                 10 * self.sample_rate)))[None]
+            wav = torch.cat(list(resample_blocks(wav.cpu(), rate, header["sample_rate"], 10 * rate)))[None]
             wav = torch.nn.functional.pad(wav, (0, max(0, n_in - wav.shape[-1])))[..., :n_in]
             return Audio(wav.clamp(-1, 1).contiguous(), header["sample_rate"])
-        return Audio(wav.cpu().contiguous(), self.sample_rate)
+        return Audio(wav.cpu().contiguous(), rate)
