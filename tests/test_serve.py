@@ -142,40 +142,28 @@ def test_mixed_load_equals_in_process(server, tok, tmp_path):
     assert client.space.fingerprint == tok.space.fingerprint
 
 
-def test_stream_audio_equals_offline_decode(server, tok):
-    client = Client(server)
-    seq = tok.encode(_audio(7, 0.5))
+def stream_case(tok, seconds: float):
+    """An audio segment as stream lines (its begin token and header, then 5 frames a line) -> the
+    lines, the in-process stream decoder's samples for those pushes, the offline decode's, and
+    (head, body, header width, levels)."""
+    seq = tok.encode(_audio(7, seconds))
     codec = tok.media["audio"]
-    width = sum(codec.header_widths())
+    width, levels = sum(codec.header_widths()), codec.levels
     head, body, end = seq.ids[:1 + width], seq.ids[1 + width:-1], seq.ids[-1:]
-    levels = codec.levels
     frames = len(body) // levels
     cuts = list(range(0, frames, 5)) + [frames]
     lines = [head] + [body[a * levels:b * levels] for a, b in zip(cuts, cuts[1:])]
     lines[-1] = np.concatenate([lines[-1], end])
-    streamed = list(client.stream_audio(lines))
-    assert len(streamed) > 2                                      # it came in pieces, as they became final
-    audio = np.concatenate(streamed)
     offline = tok.decode(seq)[0].samples[0].numpy()
-    assert audio.shape == offline.shape
-    np.testing.assert_allclose(audio, offline, atol=1e-5)        # StreamDecoder: decode's up to float rounding
-    # byte for byte what the in-process stream decoder gives for the same pushes
     dec = codec.stream_decoder()
-    _, codes = tok.space.media_codes("audio", body)
-    codes = codes.reshape(frames, levels).T
+    codes = tok.space.media_codes("audio", body)[1].reshape(frames, levels).T
     local = [dec.push(codes[:, a:b]).numpy() for a, b in zip(cuts, cuts[1:])] + [dec.flush().numpy()]
-    assert np.array_equal(audio, np.concatenate(local)[:len(offline)])
-    # the body alone, levels given
-    alone = np.concatenate(list(client.stream_audio([body[:40], body[40:]], levels=levels)))
-    np.testing.assert_allclose(alone[:len(offline)], audio, atol=1e-5)   # other pushes: other rounding
-    # a broken stream is answered with the position, as strict decode would
-    with pytest.raises(TokenSequenceError) as e:
-        list(client.stream_audio([head, body[:levels + 3], body[levels + 4:]]))
-    assert e.value.position == 1 + width + levels + 3
+    return lines, np.concatenate(local)[:len(offline)], offline, (head, body, width, levels)
 
 
-def test_error_paths(server, tok):
-    client = Client(server, retries=0)
+def check_refusals(client, tok) -> None:
+    """422 with the position, 409, 413 (a media limit and the body cap), as a server started with
+    --limit max_pixels=65536 and a 3 MB body cap answers them."""
     seq = tok.encode(["text", _image(5, 32, 32)])
     with pytest.raises(TokenSequenceError) as remote:             # 422 with the position
         client.decode(seq.ids[:-2])
@@ -188,6 +176,29 @@ def test_error_paths(server, tok):
         client.encode(_image(6, 300, 300))
     with pytest.raises(MediaLimitError, match="max-body-bytes"):  # 413: the body cap
         client.encode(_audio(6, 30.0))
+
+
+def test_stream_audio_equals_offline_decode(server, tok):
+    client = Client(server)
+    lines, local, offline, (head, body, width, levels) = stream_case(tok, 0.5)
+    streamed = list(client.stream_audio(lines))
+    assert len(streamed) > 2                                      # it came in pieces, as they became final
+    audio = np.concatenate(streamed)
+    assert audio.shape == offline.shape
+    np.testing.assert_allclose(audio, offline, atol=1e-5)        # StreamDecoder: decode's up to float rounding
+    assert np.array_equal(audio, local)   # byte for byte what the in-process stream decoder gives
+    # the body alone, levels given
+    alone = np.concatenate(list(client.stream_audio([body[:40], body[40:]], levels=levels)))
+    np.testing.assert_allclose(alone[:len(offline)], audio, atol=1e-5)   # other pushes: other rounding
+    # a broken stream is answered with the position, as strict decode would
+    with pytest.raises(TokenSequenceError) as e:
+        list(client.stream_audio([head, body[:levels + 3], body[levels + 4:]]))
+    assert e.value.position == 1 + width + levels + 3
+
+
+def test_error_paths(server, tok):
+    client = Client(server, retries=0)
+    check_refusals(client, tok)
     with pytest.raises(MediaError, match="part 0"):               # 400: bad media
         client.request("POST", "/v1/encode", {"parts": [{"image": {"file": "bm90IGFuIGltYWdl"}}]})
     status, _, data = client._once("POST", "/v1/encode", b"{nope", {"Content-Type": "application/json"})

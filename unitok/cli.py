@@ -427,6 +427,15 @@ def cmd_serve(args) -> int:
                       threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                       max_queue=args.max_queue, max_body_bytes=args.max_body_bytes, limits=dict(args.limit),
                       plugins=tuple(args.plugin))
+    if args.engine == "ray":
+        try:
+            from .serve import ray_app   # Ray Serve: the [ray] extra
+        except ImportError as e:
+            raise UnitokError(f"unitok serve --engine ray needs Ray Serve: pip install 'unitok[ray]' ({e})") from None
+        print(f"unitok serve: http://{args.host}:{args.port} (Ray Serve, replicas {args.replicas})", file=sys.stderr)
+        ray_app.run(cfg, replicas=ray_app.parse_replicas(args.replicas), gpus_per_replica=args.gpus_per_replica,
+                    cpus_per_replica=args.cpus_per_replica, address=args.ray_address)
+        return 0
     print(f"unitok serve: http://{args.host}:{args.port} ({args.workers} worker(s), {args.device})", file=sys.stderr)
     serve(cfg, log_level=args.log_level)
     return 0

@@ -260,6 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import MODULE first in every worker (tokenizer types registered outside unitok)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                    help="uvicorn's log level (default: warning)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local worker processes, or a Ray Serve application with a pool of replicas per "
+                        "modality (pip install 'unitok[ray]'; joins RAY_ADDRESS or --ray-address, else starts "
+                        "a local Ray) (default: local)")
+    p.add_argument("--replicas", default="1", metavar="N|POOL=N,...",
+                   help="--engine ray: replicas of every pool, or per pool (default, image, video, audio; 0 "
+                        "folds a modality into default), e.g. image=2,audio=1 (default: 1)")
+    p.add_argument("--gpus-per-replica", type=float, default=0.0, metavar="G",
+                   help="--engine ray: GPUs each replica holds; its models run on cuda (default: 0)")
+    p.add_argument("--cpus-per-replica", type=float, default=1.0, metavar="C",
+                   help="--engine ray: CPUs Ray reserves for each replica (default: 1)")
+    p.add_argument("--ray-address", metavar="ADDR", default=None, help="Ray cluster to run on with --engine ray")
 
     for name, folder, what in (("train", "recipes", "train_{}.py"), ("bench", "benchmarks", "{}.py")):
         p = sub.add_parser(name, help=f"run a {folder[:-1]} script of a source checkout",

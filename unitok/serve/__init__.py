@@ -6,6 +6,8 @@
 - ``Client(url)`` (also ``unitok.Client``): ``encode`` / ``decode`` returning the local API's
   objects, ``stream_audio``; standard library HTTP only.
 - ``load_remote(url)``: a running service as the suite of a batch job (``unitok tokenize --remote``).
+- ``ray_app.build_app(cfg, replicas=, gpus_per_replica=)``: the same service as a Ray Serve
+  application, a pool of replicas per modality (``unitok serve --engine ray``; the [ray] extra).
 
 The client side imports neither FastAPI nor torch; the app is imported when it is asked for.
 """

@@ -227,6 +227,24 @@ async def _multipart(request: Request) -> dict:
     return body
 
 
+def audio_line(data: bytes, /, **last) -> bytes:
+    """A line of a streamed audio decode's answer: ``data``, float32 samples (``last``: the
+    closing line's fields)."""
+    return json.dumps({"audio": b64(data), **last}).encode() + b"\n"
+
+
+def stream_ids(line: bytes) -> list[int] | tuple[int, bytes]:
+    """One NDJSON line of a streamed audio decode -> its ids, or the error answer (400, 422)."""
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as e:
+        return error_body(400, "request", f"not a JSON line ({e})")
+    ids = data.get("ids") if isinstance(data, dict) else data
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        return error_body(422, "token_sequence", "each line must be a list of ids or {\"ids\": [...]}")
+    return ids
+
+
 async def _audio_lines(request: Request, pool: Pool, metrics: Metrics, worker, sid: str, started: float):
     """The streamed answer: one NDJSON line per push that made samples final (``{"audio":
     base64 float32}``), then ``{"done": true, "samples": n, "sample_rate": r}``, or an
@@ -236,15 +254,8 @@ async def _audio_lines(request: Request, pool: Pool, metrics: Metrics, worker, s
     status, closed, total = 200, False, 0
 
     async def push(line: bytes):
-        nonlocal total
-        try:
-            data = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as e:
-            return error_body(400, "request", f"not a JSON line ({e})")
-        ids = data.get("ids") if isinstance(data, dict) else data
-        if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            return error_body(422, "token_sequence", "each line must be a list of ids or {\"ids\": [...]}")
-        return await worker.call("stream_push", (sid, ids))
+        ids = stream_ids(line)
+        return ids if isinstance(ids, tuple) else await worker.call("stream_push", (sid, ids))
 
     try:
         buffer = b""
@@ -260,22 +271,21 @@ async def _audio_lines(request: Request, pool: Pool, metrics: Metrics, worker, s
                     return
                 if data:
                     total += len(data) // 4
-                    yield json.dumps({"audio": b64(data)}).encode() + b"\n"
+                    yield audio_line(data)
         if buffer.strip():
             status, data = await push(buffer)
             if status != 200:
                 yield data + b"\n"
                 return
             total += len(data) // 4
-            yield json.dumps({"audio": b64(data)}).encode() + b"\n"
+            yield audio_line(data)
         status, data = await worker.call("stream_close", (sid, None))
         closed = True
         if status != 200:
             yield data + b"\n"
             return
         total += len(data) // 4
-        yield json.dumps({"audio": b64(data), "done": True, "samples": total,
-                          "sample_rate": pool.info.get("audio_rate")}).encode() + b"\n"
+        yield audio_line(data, done=True, samples=total, sample_rate=pool.info.get("audio_rate"))
     except WorkerDied:
         status, closed = 503, True
         yield error_body(503, "worker", "the worker decoding this stream died; start the stream again")[1] + b"\n"

@@ -262,23 +262,32 @@ class AudioStream:
         return out
 
 
+def load_server(spec: dict) -> Server:
+    """A worker's or a Ray Serve replica's ``Server``: torch threads, plugins, the suite on
+    ``spec["device"]`` under the service's media limits (``spec``: ``Pool.spec``'s fields)."""
+    import torch
+
+    from ..pipeline.worker import import_plugins, resolve_loader
+    from .config import ServeConfig
+
+    torch.set_num_threads(spec["threads"])
+    import_plugins(spec["plugins"])
+    limits = ServeConfig(limits=spec["limits"]).media_limits()
+    return Server(resolve_loader(spec["loader"])(spec["suite"], device=spec["device"]), limits)
+
+
 def main(conn, spec: dict) -> None:
     """The worker process: load, announce, answer until told to stop or the pipe closes."""
     import torch
 
-    from ..pipeline.worker import _exit_with_parent, import_plugins, resolve_loader
+    from ..pipeline.worker import _exit_with_parent
 
-    torch.set_num_threads(spec["threads"])
     _exit_with_parent()
     try:
-        import_plugins(spec["plugins"])
         device = spec["device"]
         if device == "cuda" and torch.cuda.device_count() > 1:   # one GPU per worker, round robin
             device = f"cuda:{spec['index'] % torch.cuda.device_count()}"
-        from .config import ServeConfig
-
-        limits = ServeConfig(limits=spec["limits"]).media_limits()
-        server = Server(resolve_loader(spec["loader"])(spec["suite"], device=device), limits)
+        server = load_server({**spec, "device": device})
         conn.send(("ready", server.info()))
     except Exception as e:
         conn.send(("failed", f"{type(e).__name__}: {e}"))
