@@ -1,8 +1,9 @@
 """Audio reconstruction (``python benchmarks/reconstruction.py --modality audio``): the section
 "## Audio reconstruction" of ``benchmarks/RESULTS.md`` and ``plots/audio_rd.png``.
 
-Every audio tokenizer under test codes the held-out speech and music
-(``data/audio/heldout/<category>/``; long music files cut into evenly spread windows) at each
+Every audio tokenizer under test codes the held-out speech and music (the benchmark split
+``data/audio/bench/<category>/`` unless ``--heldout`` names another folder; the validation split
+``data/audio/val`` is for design choices; long music files cut into evenly spread windows) at each
 target rate (1.5 / 3 / 6 kbps: the most residual levels within it), and Opus (libopus through
 PyAV) codes the same clips at the same targets in the same run. Per category: kbps (code bits /
 seconds; for Opus the packet payload, which libopus keeps above its own floor whatever it is
@@ -15,6 +16,7 @@ fresh process (``probe.py``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -36,7 +38,8 @@ from report import (RESULTS, ROOT, Section, command_line, default_devices, draw_
                     markdown_table, progress_bar, pyplot, rel, rel_to, run_lines, save_figure)
 from timing import run_probe
 
-AUDIO_HELDOUT = ROOT / "data" / "audio" / "heldout"
+AUDIO_HELDOUT = ROOT / "data" / "audio" / "bench"     # the benchmark split (recipes/data/fetch_audio.py)
+AUDIO_VAL = ROOT / "data" / "audio" / "val"           # the validation split, for design choices
 AUDIO_RATE = 24_000                       # the held-out files' rate; every metric runs at it
 AUDIO_KBPS = (1.5, 3.0, 6.0)              # the rates the issue asks for (levels 2, 4, 8 at 75 Hz)
 AUDIO_CATEGORIES = ("speech", "music")
@@ -650,15 +653,36 @@ def plot_audio_rd(report: AudioReport, path: Path) -> Path | None:
 # audio: command line
 
 
+def _split_summary(split: Path, part: str) -> str:
+    """", speech in ar, he, ..." from split.json's record of ``part``'s languages ("" if none)."""
+    try:
+        langs = json.loads(split.read_text()).get("speech_languages", {}).get(part, [])
+    except (OSError, ValueError):
+        return ""
+    return f" (speech in {len(langs)} languages: {', '.join(langs)})" if langs else ""
+
+
+#: what each folder of recipes/data/fetch_audio.py is, for the section header
+AUDIO_SPLIT_NAMES = {"bench": "the benchmark split", "val": "the validation split (for design choices, not for "
+                     "reported numbers)", "heldout": "the legacy held-out set (validation and benchmark audio "
+                     "together; not for reported numbers)"}
+
+
 def audio_heldout_description(folder: Path, clips: Sequence[Clip], segments: int, segment_seconds: float) -> str:
-    parts = [rel(folder)]
+    split = folder.parent / "split.json"
+    which = AUDIO_SPLIT_NAMES.get(folder.name, "audio given with --heldout") if split.exists() else \
+        "audio given with --heldout"
+    parts = [f"{which}, {rel(folder)}" + (_split_summary(split, folder.name) if split.exists() else "")]
     cut = sorted({c.name.split("@")[0] for c in clips if "@" in c.name})
     if cut:
         parts.append(f"files longer than {segment_seconds:g} s ({', '.join(cut)}) are cut into {segments} windows "
                      f"of {segment_seconds:g} s spread evenly over the file")
     if (folder.parent / "split.json").exists():
-        parts.append(f"the split in {rel(folder.parent / 'split.json')} holds out whole speech languages (unseen "
-                     "voices) and whole music tracks, so none of this audio was seen in training")
+        parts.append(f"the split in {rel(split)} holds out whole speech languages (unseen voices) and whole music "
+                     "tracks, so none of this audio was seen in training; the held-out audio is divided by speech "
+                     "language, music track and effect file into a validation split (training-time validation and "
+                     "design choices) and this benchmark split (reported numbers only) by "
+                     "`recipes/data/splits.py`")
     return "; ".join(parts)
 
 

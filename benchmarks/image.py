@@ -2,7 +2,11 @@
 "## Image reconstruction" of ``benchmarks/RESULTS.md`` and ``plots/image_rd.png`` / ``image_grid.png``.
 
 Every tokenizer under test (the suite's image tokenizer and each ``--checkpoint``) encodes and
-decodes the held-out pictures in two settings, 256x256 crops and native size. JPEG and WebP run
+decodes the held-out pictures in two settings, 256x256 crops and native size. The pictures are the
+benchmark split ``data/images/bench`` unless ``--heldout`` names another folder (the validation
+split ``data/images/val`` is for design choices: compare candidates there, report here); the
+kind of each picture (photo, art, science) comes from ``split.json`` beside the folder, and every
+setting also gets a table per kind. JPEG and WebP run
 over a quality sweep on the same pictures in the same run, and their PSNR / SSIM are interpolated
 (linearly in bits per pixel, never extrapolated) at each tokenizer's rate.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import json
 import math
 import sys
 import tempfile
@@ -45,7 +50,8 @@ from report import (MAX_PLOT_BYTES, PSNR_CAP, RESULTS, ROOT, Section, command_li
                     save_figure, save_png)
 from timing import best_time
 
-HELDOUT = ROOT / "data" / "images" / "heldout"
+HELDOUT = ROOT / "data" / "images" / "bench"          # the benchmark split (recipes/data/fetch_images.py)
+VAL_HELDOUT = ROOT / "data" / "images" / "val"       # the validation split, for design choices
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MS_SSIM_MIN_SIDE = 176           # five scales of an 11-pixel window: 11 * 2**4
@@ -91,6 +97,23 @@ class Picture:
     name: str             # the held-out file's stem, plus ":center" / ":crop<k>" for a crop
     image: Image          # RGB
     note: str = ""        # e.g. "downscaled from 5120x2880"
+    kind: str = ""        # "photo", "art" or "science" from split.json ("" when it does not say)
+
+
+def picture_kinds(folder: Path) -> dict[str, str]:
+    """File stem -> kind, from the ``kinds`` of ``split.json`` beside ``folder`` (group
+    "plasma/Altai" is file ``plasma_Altai.png``, or ``plasma_Altai_<j>.png`` for one of several
+    variants); empty when there is none."""
+    split = folder.parent / "split.json"
+    try:
+        kinds = json.loads(split.read_text()).get("kinds", {}) if split.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return {name.replace("/", "_"): kind for name, kind in kinds.items()}
+
+
+def kind_of_stem(stem: str, kinds: dict[str, str]) -> str:
+    return kinds.get(stem) or kinds.get(stem.rsplit("_", 1)[0], "")
 
 
 def load_heldout(folder: Path, limit: int | None = None) -> list[Picture]:
@@ -101,9 +124,10 @@ def load_heldout(folder: Path, limit: int | None = None) -> list[Picture]:
                  f"    python recipes/data/fetch_images.py\n"
                  f"then rerun (or pass --heldout DIR with your own pictures, never seen in training).")
     pictures = []
+    kinds = picture_kinds(folder)
     for path in files[:limit]:
         try:
-            pictures.append(Picture(path.stem, Image.open(path).to_rgb()))
+            pictures.append(Picture(path.stem, Image.open(path).to_rgb(), kind=kind_of_stem(path.stem, kinds)))
         except MediaError as e:
             sys.exit(f"cannot read a held-out picture: {e}")
     return pictures
@@ -137,7 +161,7 @@ def crops_of(pictures: Sequence[Picture], size: int = 256, random_crops: int = 3
     for pic in pictures:
         small = resize_short(pic.image, size)
         t, l = (small.height - size) // 2, (small.width - size) // 2
-        out.append(Picture(f"{pic.name}:center", crop(small, t, l, size)))
+        out.append(Picture(f"{pic.name}:center", crop(small, t, l, size), kind=pic.kind))
         top = min(min(pic.image.height, pic.image.width), 4 * size)
         if top <= size:
             continue
@@ -146,7 +170,7 @@ def crops_of(pictures: Sequence[Picture], size: int = 256, random_crops: int = 3
             scaled = resize_short(pic.image, round(math.exp(rng.uniform(math.log(size), math.log(top)))))
             t = int(rng.integers(0, scaled.height - size + 1))
             l = int(rng.integers(0, scaled.width - size + 1))
-            out.append(Picture(f"{pic.name}:crop{k}", crop(scaled, t, l, size)))
+            out.append(Picture(f"{pic.name}:crop{k}", crop(scaled, t, l, size), kind=pic.kind))
     return out
 
 
@@ -158,9 +182,9 @@ def native_of(pictures: Sequence[Picture], max_side: int | None = 1024) -> list[
         if max_side and max(im.height, im.width) > max_side:
             s = max_side / max(im.height, im.width)
             small = resize(im, max(1, round(im.height * s)), max(1, round(im.width * s)))
-            out.append(Picture(pic.name, small, f"downscaled from {im.width}x{im.height}"))
+            out.append(Picture(pic.name, small, f"downscaled from {im.width}x{im.height}", pic.kind))
         else:
-            out.append(Picture(pic.name, im))
+            out.append(Picture(pic.name, im, kind=pic.kind))
     return out
 
 
@@ -320,6 +344,11 @@ class AnchorCurve:
         """The mean ``what`` interpolated linearly in bpp at ``bpp``; None outside the sweep's
         range (the anchor cannot reach that rate, and extrapolating would be a guess)."""
         return interpolate(self.mean("bpp"), self.mean(what), bpp)
+
+    def subset(self, idx: np.ndarray) -> "AnchorCurve":
+        """The same sweep over the images ``idx`` only."""
+        return AnchorCurve(self.codec, self.qualities, self.bpp[:, idx], self.psnr[:, idx], self.ssim[:, idx],
+                           self.ms_ssim[:, idx])
 
 
 def run_anchor(codec: str, pictures: Sequence[Picture], qualities: Sequence[int], workdir: Path, *,
@@ -500,6 +529,38 @@ def quality_table(setting: SettingResult) -> str:
     return markdown_table(QUALITY_COLUMNS, setting.rows, _cell)
 
 
+def kind_rows(setting: SettingResult) -> list[dict]:
+    """Per kind of picture (photo, art, science) and tokenizer: its mean bpp, PSNR and SSIM on
+    that kind's images and each anchor's on the same images at that bpp. Empty when the pictures
+    are all of one kind or their kinds are unknown."""
+    kinds = sorted({p.kind for p in setting.pictures}, key=lambda k: (k != "photo", k))
+    if len(kinds) < 2 or "" in kinds:
+        return []
+    rows = []
+    for kind in kinds:
+        idx = np.array([i for i, p in enumerate(setting.pictures) if p.kind == kind])
+        for name, run in setting.runs.items():
+            bpp, psnr = float(run.bpp[idx].mean()), float(run.psnr[idx].mean())
+            row = {"kind": kind, "images": len(idx), "tokenizer": name, "bpp": bpp, "PSNR": psnr,
+                   "SSIM": float(run.ssim[idx].mean())}
+            for anchor, curve in setting.anchors.items():
+                p = curve.subset(idx).at_rate(bpp, "psnr")
+                row[f"{anchor} PSNR @ same bpp"] = p
+                row[f"gap to {anchor} (dB)"] = psnr - p if p is not None else None
+            rows.append(row)
+    return rows
+
+
+def kind_table(setting: SettingResult) -> str:
+    rows = kind_rows(setting)
+    if not rows:
+        return ""
+    cols = ("kind", "images", "tokenizer", "bpp", "PSNR", "SSIM")
+    for name in setting.anchors:
+        cols += (f"{name} PSNR @ same bpp", f"gap to {name} (dB)")
+    return markdown_table(cols, rows, lambda c, r: str(r[c]) if c in ("kind", "images") else _cell(c, r))
+
+
 def versus_table(setting: SettingResult) -> str:
     return markdown_table(anchor_columns(list(setting.anchors)), setting.rows, _cell)
 
@@ -592,6 +653,10 @@ def render_section(report: ImageReport, *, command: str, heldout: str, plots: di
         notes = anchor_range_notes(setting)
         if notes:
             body += [""] + [f"- {n}" for n in notes]
+        by_kind = kind_table(setting)
+        if by_kind:
+            body += ["", f"By kind of picture ({setting.title}; the anchors on the same images at each row's bpp):",
+                     "", by_kind]
     body += ["", "Codebook usage per level:", "", *usage_lines(report)]
     if plots:
         body += [""]
@@ -701,17 +766,33 @@ def plot_grid(report: ImageReport, path: Path, max_bytes: int = MAX_PLOT_BYTES) 
 # command line
 
 
+#: what each folder of recipes/data/fetch_images.py is, for the section header
+SPLIT_NAMES = {"bench": "the benchmark split", "val": "the validation split (for design choices, not for reported "
+               "numbers)", "heldout": "the legacy held-out set (validation and benchmark pictures together; not for "
+               "reported numbers)"}
+
+
 def heldout_description(folder: Path, pictures: Sequence[Picture]) -> str:
     split = folder.parent / "split.json"
     sizes = ", ".join(f"{p.name} {p.image.width}x{p.image.height}" for p in pictures)
     sources: dict[str, int] = {}
     for p in pictures:
         sources[p.name.split("_")[0]] = sources.get(p.name.split("_")[0], 0) + 1
-    where = (f"{rel(folder)}, {len(pictures)} pictures (by source: "
+    kinds: dict[str, int] = {}
+    for p in pictures:
+        kinds[p.kind or "unknown"] = kinds.get(p.kind or "unknown", 0) + 1
+    which = SPLIT_NAMES.get(folder.name, "pictures given with --heldout") if split.exists() else \
+        "pictures given with --heldout"
+    where = (f"{which}, {rel(folder)}: {len(pictures)} pictures (by kind: "
+             f"{', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}; by source: "
              f"{', '.join(f'{k} {v}' for k, v in sources.items())}): {sizes}")
     if split.exists():
-        where += (f"; the split in {rel(split)} is by picture (all variants of a wallpaper on one side), "
-                  "so none of them, nor any crop of them, was seen in training")
+        where += (f". The split in {rel(split)} is by picture (all variants of a wallpaper on one side), so none of "
+                  "them, nor any crop of them, was seen in training; the held-out pictures are divided by source "
+                  "into a validation split (training-time validation and design choices) and this benchmark split "
+                  "(reported numbers only) by `recipes/data/splits.py`, and the kinds (photo: camera photographs; "
+                  "art: drawn, painted or rendered; science: microscopy, telescope, medical) were assigned by "
+                  "looking at each picture")
     return where
 
 

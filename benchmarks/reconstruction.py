@@ -1,11 +1,11 @@
 """Reconstruction quality of the media tokenizers, against classic codecs at the same bit rate.
 
     python benchmarks/reconstruction.py --modality image [--suite DIR] [--checkpoint DIR ...] [--no-suite]
-        [--heldout data/images/heldout] [--limit N] [--max-side 1024] [--no-write]
+        [--heldout data/images/bench] [--limit N] [--max-side 1024] [--no-write]
     python benchmarks/reconstruction.py --modality audio [--suite DIR] [--checkpoint DIR ...] [--no-suite]
-        [--heldout data/audio/heldout] [--kbps 1.5 3 6] [--memory-minutes 60] [--no-write]
+        [--heldout data/audio/bench] [--kbps 1.5 3 6] [--memory-minutes 60] [--no-write]
     python benchmarks/reconstruction.py --modality video [--suite DIR] [--checkpoint DIR ...] [--no-suite]
-        [--heldout data/video/heldout_256.npy] [--limit N] [--rate-multiples 1 2 4] [--no-write]
+        [--heldout data/video/bench_256.npy] [--limit N] [--rate-multiples 1 2 4] [--no-write]
 
 This is the command line; each modality's benchmark is a file of its own (``image.py``, ``audio.py``,
 ``video.py``, whose docstrings say what they measure and how) and registers a function in
@@ -46,9 +46,11 @@ def main(argv: list[str] | None = None) -> None:
                              "model.safetensors), compared as its own row next to the suite's; repeat to compare "
                              "several")
     parser.add_argument("--no-suite", action="store_true", help="compare the --checkpoint folders only")
-    parser.add_argument("--heldout", type=Path, help="folder of held-out media (default: data/images/heldout for "
-                                                     "images, data/audio/heldout for audio; for video the clips "
-                                                     "file data/video/heldout_256.npy)")
+    parser.add_argument("--heldout", type=Path, help="folder of held-out media (default: the benchmark split, "
+                                                     "data/images/bench for images, data/audio/bench for audio; for "
+                                                     "video the clips file data/video/bench_256.npy); the validation "
+                                                     "split (data/images/val, data/audio/val, data/video/val_256.npy) "
+                                                     "is for comparing design choices")
     parser.add_argument("--limit", type=int, help="use only the first N held-out files (sorted by name; for audio "
                                                   "N per category; for video N clips evenly spaced over the file)")
     parser.add_argument("--random-crops", type=int, default=15, help="random 256x256 crops per picture, besides "

@@ -2,10 +2,12 @@
 "## Video reconstruction" of ``benchmarks/RESULTS.md`` and ``plots/video_rd.png`` / ``video_grid.png``.
 
 Every video tokenizer under test (the bundled one in ``unitok/assets/video`` and each
-``--checkpoint``) codes the held-out clips (``data/video/heldout_256.npy``, grouped by
-``split.json`` into pan-and-zoom, real camera and animation) through ``tok.encode(Video)`` /
-``tok.decode``: per-frame PSNR and SSIM (frame 0 and the later frames apart), temporal PSNR (of the
-frame differences), bpp from the code ids emitted and tokens per second. H.264 (libx264) and AV1
+``--checkpoint``) codes the held-out clips (the benchmark split ``data/video/bench_256.npy`` unless
+``--heldout`` names another file; the validation split ``val_256.npy`` is for design choices),
+grouped by ``split.json`` into pan-and-zoom, real camera, animation and scene cut, through
+``tok.encode(Video)`` / ``tok.decode``: per-frame PSNR and SSIM (frame 0 and the later frames
+apart), temporal PSNR (of the frame differences), the worst frame around each scene cut (a cut
+must not carry the previous shot), bpp from the code ids emitted and tokens per second. H.264 (libx264) and AV1
 (SVT-AV1, else libaom) code the same clips in the same run as yuv420p, with a per-clip CRF search
 that lands their bitstream on the tokenizer's bpp (and on multiples of it for the plot;
 ``video_anchors.py``). Then frames/s of encode and decode in a fresh process (``probe.py``; 1
@@ -42,14 +44,18 @@ from timing import run_probe
 from video_anchors import (RATE_TOLERANCE, SEARCH_ENCODES, VIDEO_ANCHORS, VideoAnchor, anchor_decode,
                            anchor_versions, rgb, search_crf, video_anchors, yuv420_frames)
 
-VIDEO_HELDOUT = ROOT / "data" / "video" / "heldout_256.npy"
+VIDEO_HELDOUT = ROOT / "data" / "video" / "bench_256.npy"    # the benchmark split (recipes/data/fetch_video.py)
+VIDEO_VAL = ROOT / "data" / "video" / "val_256.npy"          # the validation split, for design choices
 #: pan-and-zoom clips are made from photos and have no rate of their own; they are read at this one
 VIDEO_DEFAULT_FPS = Fraction(25)
-VIDEO_GROUPS = ("pan-and-zoom", "real camera", "animation")     # reported in this order, after "all"
+VIDEO_GROUPS = ("pan-and-zoom", "real camera", "animation", "scene cut")   # reported in this order, after "all"
+#: frames around a scene cut whose worst PSNR is reported: the last frame of the first shot and the
+#: first three of the second (where a codec that carries the previous shot shows it)
+CUT_WINDOW = (-1, 3)
 #: anchor targets: the tokenizer's own bpp, then higher rates for the rate-distortion plot
 VIDEO_RATE_MULTIPLES = (1.0, 2.0, 4.0)
 VIDEO_QUALITY_COLUMNS = ("group", "codec", "bpp", "tokens/s", "PSNR", "PSNR frame 0", "PSNR frames 1+", "SSIM",
-                         "temporal PSNR")
+                         "temporal PSNR", "worst PSNR at cut")
 VIDEO_THROUGHPUT_COLUMNS = ("tokenizer", "device", "threads", "load average", "clip", "encode frames/s",
                             "decode frames/s", "encode+decode frames/s")
 VIDEO_TEXT_COLUMNS = ("group", "codec", "tokenizer", "device", "threads", "clip", "setting", "within 2%")
@@ -63,6 +69,7 @@ class VideoClip:
     group: str            # one of ``VIDEO_GROUPS`` ("clips" when split.json does not say)
     frames: torch.Tensor  # [T, 3, H, W] uint8 RGB
     fps: Fraction
+    cut: int | None = None   # a scene cut: index of the first frame of the second shot
 
     @property
     def pixels(self) -> int:
@@ -80,7 +87,9 @@ def clip_group(meta: dict) -> str:
         return "clips"
     if meta.get("kind") == "pan_zoom":
         return "pan-and-zoom"
-    return "animation" if meta.get("source") == "bigbuckbunny" else "real camera"
+    if meta.get("kind") == "cut":
+        return "scene cut"
+    return "animation" if meta.get("kind") == "animation" or meta.get("source") == "bigbuckbunny" else "real camera"
 
 
 def clip_groups(clips: Sequence["VideoClip"]) -> list[str]:
@@ -91,7 +100,8 @@ def clip_groups(clips: Sequence["VideoClip"]) -> list[str]:
 
 def load_video_heldout(path: Path, limit: int | None = None) -> list[VideoClip]:
     """The clips of ``path`` (uint8 [N, T, H, W, 3], ``recipes/data/fetch_video.py``), each with
-    the source, group and frame rate that ``split.json`` beside it records. ``limit``: that many
+    the source, group, frame rate and scene cut that ``split.json`` beside it records (under the
+    file's split name: "bench" for ``bench_256.npy``, "val", or "heldout"). ``limit``: that many
     clips evenly spaced over the file, so every group keeps its share."""
     if not path.is_file():
         sys.exit(f"no held-out clips at {path}. Fetch them first:\n    python recipes/data/fetch_video.py\n"
@@ -101,7 +111,7 @@ def load_video_heldout(path: Path, limit: int | None = None) -> list[VideoClip]:
         sys.exit(f"{path}: expected uint8 clips [N, T, H, W, 3], got {array.dtype} {array.shape}")
     split = path.parent / "split.json"
     meta = json.loads(split.read_text()) if split.exists() else {}
-    entries = meta.get("heldout") or [{}] * len(array)
+    entries = meta.get(path.stem.rsplit("_", 1)[0]) or meta.get("heldout") or [{}] * len(array)
     if len(entries) != len(array):
         sys.exit(f"{split} lists {len(entries)} held-out clips, {path} holds {len(array)}; refetch them together")
     rates = {name: Fraction(src["fps"]) for name, src in meta.get("real_sources", {}).items()}
@@ -113,7 +123,8 @@ def load_video_heldout(path: Path, limit: int | None = None) -> list[VideoClip]:
         source = m.get("source", path.stem)
         name = f"{source}@{m['first_frame']}+{m['left']}" if "first_frame" in m else f"{source}#{i}"
         frames = torch.from_numpy(np.array(array[i])).permute(0, 3, 1, 2).contiguous()
-        clips.append(VideoClip(name, clip_group(m), frames, rates.get(source, VIDEO_DEFAULT_FPS)))
+        fps = Fraction(m["fps"]) if "fps" in m else rates.get(source, VIDEO_DEFAULT_FPS)
+        clips.append(VideoClip(name, clip_group(m), frames, fps, m.get("cut_frame")))
     return clips
 
 
@@ -422,12 +433,20 @@ def video_row(report: VideoReport, run: VideoRun, group: str) -> dict:
            "PSNR": float(run.psnr[idx].mean()), "PSNR frame 0": float(run.psnr[idx, 0].mean()),
            "PSNR frames 1+": float(run.psnr[idx, 1:].mean()) if run.psnr.shape[1] > 1 else None,
            "SSIM": float(run.ssim[idx].mean()),
-           "temporal PSNR": float(run.tpsnr[idx].mean()) if run.tpsnr.shape[1] else None, "run": run}
+           "temporal PSNR": float(run.tpsnr[idx].mean()) if run.tpsnr.shape[1] else None,
+           "worst PSNR at cut": worst_at_cut(run.psnr[idx], [c.cut for c in clips]), "run": run}
     if run.target is not None:
         bpp = run.bits[idx] / np.array([c.pixels for c in clips])
         row["within"] = int((np.abs(np.log(bpp / run.target)) <= math.log1p(RATE_TOLERANCE) + 1e-9).sum())
         row["clips"] = len(idx)
     return row
+
+
+def worst_at_cut(psnr: np.ndarray, cuts: Sequence[int | None]) -> float | None:
+    """Mean over the clips with a scene cut of their worst per-frame PSNR in ``CUT_WINDOW`` around
+    the cut; None when no clip has one. psnr: [N, T]."""
+    worst = [float(p[max(0, c + CUT_WINDOW[0]):c + CUT_WINDOW[1]].min()) for p, c in zip(psnr, cuts) if c]
+    return float(np.mean(worst)) if worst else None
 
 
 def _video_cell(col: str, row: dict) -> str:
@@ -715,12 +734,30 @@ def plot_video_grid(report: VideoReport, path: Path, max_bytes: int = MAX_PLOT_B
 # video: command line
 
 
+#: what each file of recipes/data/fetch_video.py is, for the section header
+VIDEO_SPLIT_NAMES = {"bench": "the benchmark split", "val": "the validation split (for design choices, not for "
+                     "reported numbers)"}
+
+
 def video_heldout_description(path: Path) -> str:
     split = path.parent / "split.json"
+    part = path.stem.rsplit("_", 1)[0]
     where = rel(path)
     if split.exists():
-        where += (f" (what each clip is: {rel(split)}; the camera clips are held out by time region, after a gap, "
-                  "the pan-and-zoom clips move over held-out photos, so nothing here was seen in training)")
+        which = VIDEO_SPLIT_NAMES.get(part, "clips given with --heldout")
+        try:
+            sources = [n for n, src in json.loads(split.read_text()).get("real_sources", {}).items()
+                       if src.get("part") == part]
+        except (OSError, ValueError):
+            sources = []
+        where = (f"{which}, {where}" + (f" (real sources: {', '.join(sources)})" if sources else "")
+                 + f"; what each clip is: {rel(split)}. The camera clips of the training sources are held out "
+                 "by time region, after a gap, the others whole; pan-and-zoom clips move over held-out photos; a "
+                 "scene cut joins two held-out shots of the same split (\"worst PSNR at cut\": the worst of the "
+                 f"frames {CUT_WINDOW[0]:+d}..{CUT_WINDOW[1] - 1:+d} around the cut, averaged over the cut clips). "
+                 "Held-out sources are divided into a validation split (training-time validation and design "
+                 "choices) and this benchmark split (reported numbers only) by source (recipes/data/fetch_video.py)"
+                 ", so nothing here was seen in training or tuned on")
     return where
 
 

@@ -11,7 +11,8 @@ loop. Runs on a CPU (``tiny``, ``default``) or on GPUs under ``torchrun`` (``lar
 
 Data: ``recipes/data/fetch_audio.py`` writes ``data/audio/train_24k.npy`` (int16, 24 kHz mono,
 every training file one after another) with ``train_index.json`` (file spans and categories), and
-the held-out ``heldout_24k.npy`` / ``heldout_index.json`` used for validation only. Batches are
+the validation split ``val_24k.npy`` / ``val_index.json`` used for validation and ``best/`` only
+(the benchmark split ``bench/`` is never read here). Batches are
 random crops of ``data.segment_seconds``, categories drawn by ``data.weights`` (so 20 minutes of
 speech is not drowned by two hours of music), with a random gain.
 
@@ -55,7 +56,7 @@ from unitok.train import (Logger, ddp_shutdown, export_checkpoint, load_training
 DEFAULTS = {
     "model": {},
     "data": {"train": "data/audio/train_24k.npy", "train_index": "data/audio/train_index.json",
-             "val": "data/audio/heldout_24k.npy", "val_index": "data/audio/heldout_index.json",
+             "val": "data/audio/val_24k.npy", "val_index": "data/audio/val_index.json",
              "segment_seconds": 0.5, "weights": {"speech": 0.5, "music": 0.35, "effects": 0.15},
              "gain_db": [-12.0, 3.0], "val_clips": {"speech": 12, "music": 12, "effects": 2},
              "val_seconds": 2.0, "synthetic": False, "synthetic_seconds": 120.0},

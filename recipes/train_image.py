@@ -9,8 +9,8 @@ loop. Runs on a CPU (``tiny``, ``default``) or on GPUs under ``torchrun`` (``lar
     unitok train image --config recipes/configs/image_default.yaml        # the same, via the CLI
 
 Data: ``recipes/data/fetch_images.py`` writes ``data/images/train_256.npy`` (uint8 [N, 256, 256,
-3] crops of the training photos) and ``heldout_256.npy`` (crops of the held-out photos, used for
-validation only). Losses: L1 + L2 on pixels, 1 - SSIM (or MS-SSIM), the quantizer's own losses,
+3] crops of the training photos) and ``val_256.npy`` (crops of the validation pictures, used for
+validation and ``best/`` only; the benchmark split ``bench/`` is never read here). Losses: L1 + L2 on pixels, 1 - SSIM (or MS-SSIM), the quantizer's own losses,
 and, after ``loss.gan_start`` steps, a hinge PatchGAN loss with VQGAN's adaptive weight.
 
 Output folder (``log.out_dir``)::
@@ -43,7 +43,7 @@ from unitok.nn import PatchDiscriminator
 
 DEFAULTS = {
     "model": {},
-    "data": {"train": "data/images/train_256.npy", "val": "data/images/heldout_256.npy", "crop": 256,
+    "data": {"train": "data/images/train_256.npy", "val": "data/images/val_256.npy", "crop": 256,
              "limit": None, "val_limit": 64, "synthetic": False},
     "train": {"batch_size": 8, "lr": 4e-4, "min_lr_ratio": 0.1, "warmup": 200, "steps": 100000,
               "time_limit_min": None, "betas": [0.9, 0.99], "weight_decay": 0.0, "grad_clip": 1.0,

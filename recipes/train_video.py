@@ -15,11 +15,11 @@ identity / the chunk mean), so training starts from a model that already codes e
 an image; the ``model`` section must then match the image tokenizer's config.
 
 Data: ``recipes/data/fetch_video.py`` writes ``data/video/train_256.npy`` (uint8 [N, 17, 256,
-256, 3] clips: real footage and pan-and-zoom sequences over photos) and ``heldout_256.npy`` (for
-validation only). Batches are random ``data.frames``-frame windows of random ``data.crop``
-crops, flipped at random. Losses: L1 + L2 on pixels, 1 - SSIM per frame, the quantizer's own
-losses, and after ``loss.gan_start`` steps a per-frame hinge PatchGAN loss with VQGAN's adaptive
-weight. Held-out validation prints per-frame PSNR / SSIM (first frame and later frames apart) and
+256, 3] clips: real footage and pan-and-zoom sequences over photos) and ``val_256.npy`` (for
+validation only; the benchmark split ``bench_256.npy`` is never read here). Batches are random
+``data.frames``-frame windows of random ``data.crop`` crops, flipped at random. Losses: L1 + L2
+on pixels, 1 - SSIM per frame, the quantizer's own losses, and after ``loss.gan_start`` steps a
+per-frame hinge PatchGAN loss with VQGAN's adaptive weight. Held-out validation prints per-frame PSNR / SSIM (first frame and later frames apart) and
 the bits per pixel of the validation clips.
 
 Output folder (``log.out_dir``)::
@@ -55,7 +55,7 @@ from unitok.video.model import TEMPORAL_LAYERS
 DEFAULTS = {
     "model": {},
     "init": {"image": None},
-    "data": {"train": "data/video/train_256.npy", "val": "data/video/heldout_256.npy", "crop": 128, "frames": 9,
+    "data": {"train": "data/video/train_256.npy", "val": "data/video/val_256.npy", "crop": 128, "frames": 9,
              "limit": None, "val_limit": 12, "val_crop": 256, "val_frames": 17, "synthetic": False},
     "train": {"batch_size": 4, "lr": 2e-4, "min_lr_ratio": 0.1, "warmup": 200, "steps": 100000,
               "time_limit_min": None, "betas": [0.9, 0.99], "weight_decay": 0.0, "grad_clip": 1.0,

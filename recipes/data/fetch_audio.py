@@ -5,10 +5,14 @@ Sources (see shared DATA.md), fetched with ``apt-get download`` + ``dpkg -x`` (n
 - ``ktuberling-data``: single words recorded by real people in about 20 languages (speech);
 - ``wesnoth-1.16-music``: about 40 orchestral tracks, Ogg Vorbis (music);
 - ``sound-theme-freedesktop`` and ``yaru-theme-sound``: short sound effects (effects);
+- ``klettres-data`` (held out only): letters and syllables recorded by real people, in the
+  languages of ``KLETTRES_LANGUAGES``: those whose ktuberling recordings are not in training
+  (both games were voiced by KDE volunteers, so a language heard in training may be the same
+  voice), which makes every held-out voice unseen;
 - optionally ``espeak-ng`` (``--espeak N``): N synthetic sentences in several languages (speech).
   Its binary is run from the unpacked packages with ``LD_LIBRARY_PATH``, nothing is installed.
 
-    python recipes/data/fetch_audio.py [--out data/audio] [--espeak 0]
+    python recipes/data/fetch_audio.py [--out data/audio] [--espeak 0] [--parts train heldout val bench]
 
 Writes::
 
@@ -16,20 +20,31 @@ Writes::
     data/audio/train_24k.npy            int16 [N]: every training file, 24 kHz mono, one after
                                         another (a GPU run memory-maps it, no decoding needed)
     data/audio/train_index.json         [{"source", "category", "start", "length"}] per file
-    data/audio/heldout/speech/*.flac    held-out files, 24 kHz mono 16-bit FLAC, for benchmarks
-    data/audio/heldout/music/*.flac
-    data/audio/heldout/effects/*.flac
-    data/audio/heldout_24k.npy          int16 [M] + heldout_index.json: the same held-out audio,
-                                        for validation during training
+    data/audio/val/<category>/*.flac    validation files (speech, music, effects), 24 kHz mono FLAC
+    data/audio/val_24k.npy              int16 [M] + val_index.json: the same, one array: what the
+                                        training recipes validate on (``data.val``, ``data.val_index``)
+    data/audio/bench/<category>/*.flac  benchmark files: what ``benchmarks/audio.py`` reports on
+    data/audio/bench_24k.npy            int16 [K] + bench_index.json
+    data/audio/heldout/...              legacy: the held-out set from before the val/bench division
+    data/audio/heldout_24k.npy          (+ heldout_index.json), kept byte-identical because runs
+                                        started before it validate on it; never report numbers on it
     data/audio/split.json               which source went where, and why
 
-The split is deterministic and never moves a source between reruns. Speech is split by
+Train / held-out is deterministic and never moves a source between reruns. Speech is split by
 *language folder* (each ktuberling language is recorded by different people, so held-out speech
 has unseen voices): a language is held out when sha256 of its name falls in the lowest
 ``--heldout-frac`` of the hash range (at least ``--min-heldout-languages``). Music, effects and
 espeak sentences are split by file with the same rule. Identical files (ktuberling shares
 recordings between locale variants) are kept once, in the split of their first occurrence; silent
 files (wesnoth's ``silence.ogg``) and files shorter than 0.1 s are skipped.
+
+Held-out material is then divided into val and bench (``splits.divide``): speech by *language*
+(ktuberling and KLettres recordings of one language on the same side), music by track, effects
+and espeak sentences by file, so no voice, language or track is on both sides. Each speech
+language contributes at most ``--max-per-language`` files per package to val / bench (the lowest
+hashes of their names), so one language does not dominate. ``--parts val bench`` writes only the
+two new splits and leaves the training and legacy files alone (outputs are written under
+temporary names and renamed into place).
 """
 
 from __future__ import annotations
@@ -47,6 +62,7 @@ import numpy as np
 import torch
 
 from fetch_images import fetch_deb   # same folder: apt-get download + dpkg -x once
+from splits import BENCH, PARTS, VAL, WHY, divide, hash_frac
 
 RATE = 24_000
 PACKAGES = {
@@ -60,6 +76,10 @@ PACKAGES = {
 ESPEAK_PACKAGES = ["espeak-ng", "espeak-ng-data", "libespeak-ng1", "libpcaudio0", "libsonic0", "libpulse0",
                    "libsndfile1", "libasyncns0", "libflac12", "libmp3lame0", "libmpg123-0", "libogg0", "libopus0",
                    "libvorbis0a", "libvorbisenc2"]
+#: held-out speech only (see the module docstring); ktuberling's held-out languages (ca, lt) may
+#: appear here too, its training languages may not
+KLETTRES = "klettres-data"
+KLETTRES_LANGUAGES = ("ar", "cs", "he", "hu", "lt", "ml", "nb", "tn")
 AUDIO_SUFFIXES = {".wav", ".ogg", ".oga", ".flac", ".mp3"}
 ESPEAK_TEXT = {
     "en": ["The quick brown fox jumps over the lazy dog near the river bank.",
@@ -87,10 +107,6 @@ def _run(cmd: list[str], cwd: Path, env: dict | None = None) -> subprocess.Compl
     return proc
 
 
-def _hash_frac(name: str) -> float:
-    return int(hashlib.sha256(name.encode()).hexdigest()[:12], 16) / 16 ** 12
-
-
 def find_sources(roots: dict[str, Path]) -> list[dict]:
     """[{"path", "category", "group", "name"}] for every distinct audio file, sorted."""
     out, seen = [], set()
@@ -106,6 +122,11 @@ def find_sources(roots: dict[str, Path]) -> list[dict]:
             rel = p.relative_to(root)
             if pkg == "ktuberling-data":
                 group = f"ktuberling/{rel.parent.name}"            # the language folder
+            elif pkg == KLETTRES:
+                lang = rel.parts[3] if len(rel.parts) > 4 else ""  # usr/share/klettres/<lang>/<alpha|syllab>/x.ogg
+                if lang not in KLETTRES_LANGUAGES:
+                    continue
+                group = f"klettres/{lang}"
             else:
                 group = f"{pkg}/{rel}"
             out.append({"path": real, "category": category, "group": group, "name": f"{pkg}/{rel}"})
@@ -114,15 +135,18 @@ def find_sources(roots: dict[str, Path]) -> list[dict]:
 
 def split(sources: list[dict], frac: float, min_languages: int) -> set[str]:
     """Names of the held-out groups (see the module docstring). Groups are ranked per family
-    (ktuberling languages, music, effects, espeak) so every family has held-out material."""
+    (ktuberling languages, music, effects, espeak) so every family has held-out material;
+    KLettres is held out whole."""
     families: dict[str, set[str]] = {}
+    held = {s["group"] for s in sources if s["group"].startswith("klettres/")}
     for s in sources:
+        if s["group"].startswith("klettres/"):
+            continue
         families.setdefault(f"{s['category']}:{s['group'].split('/')[0]}", set()).add(s["group"])
-    held = set()
     for family, groups in sorted(families.items()):
-        ranked = sorted(groups, key=_hash_frac)
+        ranked = sorted(groups, key=hash_frac)
         minimum = min_languages if family.endswith(":ktuberling") else 1
-        held |= {g for g in ranked if _hash_frac(g) < frac} | set(ranked[:minimum])
+        held |= {g for g in ranked if hash_frac(g) < frac} | set(ranked[:minimum])
     return held
 
 
@@ -172,26 +196,67 @@ def espeak_sources(raw: Path, n: int) -> list[dict]:
 
 
 def short_name(src: dict) -> str:
-    """File stem for a held-out copy: ``ca_apple``, ``legends_of_the_north``, ``yaru_bell``."""
+    """File stem for a held-out copy: ``ca_apple``, ``kl_cs_alpha_a``, ``legends_of_the_north``,
+    ``yaru_bell``."""
     pkg, stem = src["name"].split("/")[0], Path(src["name"]).stem
     if pkg == "ktuberling-data":
         return f"{Path(src['name']).parent.name}_{stem}"
+    if pkg == KLETTRES:
+        lang, kind = Path(src["name"]).parts[-3:-1]
+        return f"kl_{lang}_{kind}_{stem}"
     if PACKAGES.get(pkg) == "effects":
         return f"{pkg.split('-')[0]}_{stem}"
     return stem
 
 
 def write_array(items: list[tuple[dict, torch.Tensor]], array_path: Path, index_path: Path) -> int:
+    """One int16 array of every item, one after another, and its index; written under temporary
+    names and renamed into place. Returns the number of samples."""
     total = sum(len(x) for _, x in items)
-    arr = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.int16, shape=(total,))
+    tmp = array_path.with_name(array_path.name + ".tmp")
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(total,))
     index, start = [], 0
     for src, x in items:
         arr[start:start + len(x)] = (x * 32767).round().clamp(-32768, 32767).to(torch.int16).numpy()
         index.append({"source": src["name"], "category": src["category"], "start": start, "length": len(x)})
         start += len(x)
     arr.flush()
-    index_path.write_text(json.dumps(index, indent=0) + "\n")
+    del arr
+    os.replace(tmp, array_path)
+    index_path.with_name(index_path.name + ".tmp").write_text(json.dumps(index, indent=0) + "\n")
+    os.replace(index_path.with_name(index_path.name + ".tmp"), index_path)
     return total
+
+
+def unit_of(src: dict) -> tuple[str, str]:
+    """(family, unit) by which a held-out source is divided into val and bench: speech by
+    language (ktuberling and KLettres alike), espeak by language, music and effects by file."""
+    kind, _, rest = src["group"].partition("/")
+    if kind in ("ktuberling", "klettres"):
+        return "speech", f"speech/{rest}"
+    if kind == "espeak":
+        return "espeak", "espeak/" + Path(rest).stem.split("_", 1)[1]
+    return src["category"], src["group"]
+
+
+def divide_heldout(held: list[dict], max_per_language: int) -> dict[str, str]:
+    """Source name -> "val" or "bench" for the held-out sources kept in the two splits (see the
+    module docstring): units divided per family, at least three speech languages a side; each
+    speech language keeps at most ``max_per_language`` files per package (lowest name hashes)."""
+    families: dict[str, set[str]] = {}
+    for src in held:
+        family, unit = unit_of(src)
+        families.setdefault(family, set()).add(unit)
+    side: dict[str, str] = {}
+    for family, units in sorted(families.items()):
+        side.update(divide(units, 3 if family == "speech" else 1))
+    keep: dict[tuple[str, str], list[str]] = {}
+    for src in held:
+        family, unit = unit_of(src)
+        if family == "speech":
+            keep.setdefault((unit, src["name"].split("/")[0]), []).append(src["name"])
+    dropped = {n for names in keep.values() for n in sorted(names, key=hash_frac)[max_per_language:]}
+    return {src["name"]: side[unit_of(src)[1]] for src in held if src["name"] not in dropped}
 
 
 def main(argv=None) -> int:
@@ -200,52 +265,72 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout-frac", type=float, default=0.1, help="share of each category held out")
     ap.add_argument("--min-heldout-languages", type=int, default=2, help="speech languages held out at least")
     ap.add_argument("--espeak", type=int, default=0, metavar="N", help="also synthesise N espeak-ng sentences")
+    ap.add_argument("--max-per-language", type=int, default=60,
+                    help="speech files per language and package in val / bench (default: 60)")
+    ap.add_argument("--parts", nargs="+", choices=("train", "heldout") + PARTS, default=["train", "heldout", *PARTS],
+                    help="outputs to write (default: all); `--parts val bench` leaves train_24k.npy and the legacy "
+                         "heldout files as they are")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
     out = Path(args.out)
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
-    roots = {name: fetch_deb(name, raw) for name in PACKAGES}
+    # KLettres last: sources are deduplicated in this order, and the training audio must not change
+    roots = {name: fetch_deb(name, raw) for name in [*PACKAGES, KLETTRES]}
     sources = find_sources(roots) + espeak_sources(raw, args.espeak)
     held_groups = split(sources, args.heldout_frac, args.min_heldout_languages)
+    side = divide_heldout([s for s in sources if s["group"] in held_groups], args.max_per_language)
 
-    heldout_dir = out / "heldout"
-    if heldout_dir.exists():
-        shutil.rmtree(heldout_dir)
     from unitok import Audio
 
-    train, held, record = [], [], []
+    for part in {"heldout", *PARTS} & set(args.parts):
+        if (out / part).exists():
+            shutil.rmtree(out / part)
+    items: dict[str, list] = {"train": [], "heldout": [], VAL: [], BENCH: []}
+    record = []
     for i, src in enumerate(sources):
         x = to_mono_24k(src["path"])
         if x is None or len(x) < RATE // 10 or float(x.pow(2).mean().sqrt()) < 1e-4:
             continue   # undecodable, shorter than 0.1 s, or silent (wesnoth's silence.ogg)
         is_held = src["group"] in held_groups
+        legacy = is_held and not src["group"].startswith("klettres/")
+        part = side.get(src["name"])
         record.append({"source": src["name"], "category": src["category"], "group": src["group"],
-                       "split": "heldout" if is_held else "train", "seconds": round(len(x) / RATE, 3)})
-        if is_held:
-            held.append((src, x))
-            d = heldout_dir / src["category"]
-            d.mkdir(parents=True, exist_ok=True)
-            stem = short_name(src)
-            Audio(x[None].contiguous(), RATE).save(d / f"{stem}.flac")
-        else:
-            train.append((src, x))
+                       "split": "heldout" if is_held else "train", "part": part, "legacy_heldout": legacy,
+                       "seconds": round(len(x) / RATE, 3)})
+        for name, wanted in (("train", not is_held), ("heldout", legacy), (VAL, part == VAL), (BENCH, part == BENCH)):
+            if not wanted or name not in args.parts:
+                continue
+            items[name].append((src, x))
+            if name != "train":
+                d = out / name / src["category"]
+                d.mkdir(parents=True, exist_ok=True)
+                Audio(x[None].contiguous(), RATE).save(d / f"{short_name(src)}.flac")
         if (i + 1) % 200 == 0:
             print(f"  {i + 1}/{len(sources)} files", flush=True)
 
-    n_train = write_array(train, out / "train_24k.npy", out / "train_index.json")
-    n_held = write_array(held, out / "heldout_24k.npy", out / "heldout_index.json")
-    (out / "split.json").write_text(json.dumps({"rate": RATE, "heldout_groups": sorted(held_groups),
-                                                "files": record}, indent=1) + "\n")
-    for split_name, items in (("train", train), ("heldout", held)):
-        by_cat: dict[str, float] = {}
-        for src, x in items:
-            by_cat[src["category"]] = by_cat.get(src["category"], 0.0) + len(x) / RATE
-        summary = ", ".join(f"{c} {s / 60:.1f} min" for c, s in sorted(by_cat.items()))
-        print(f"{split_name}: {len(items)} files ({summary})")
-    print(f"wrote {out / 'train_24k.npy'} ({n_train / RATE / 60:.1f} min) and {out / 'heldout_24k.npy'} "
-          f"({n_held / RATE / 60:.1f} min); held-out files in {heldout_dir}")
+    stems = {"train": "train", "heldout": "heldout", VAL: VAL, BENCH: BENCH}
+    for name in args.parts:
+        n = write_array(items[name], out / f"{stems[name]}_24k.npy", out / f"{stems[name]}_index.json")
+        print(f"wrote {out / f'{name}_24k.npy'} ({n / RATE / 60:.1f} min)" + ("" if name == "train" else
+                                                                              f" and {out / name}/"))
+    languages = {p: sorted({unit_of(s)[1].split("/")[1] for s in sources if side.get(s["name"]) == p
+                            and unit_of(s)[0] == "speech"}) for p in PARTS}
+    meta = {"rate": RATE, "why": WHY, "heldout_groups": sorted(held_groups), "speech_languages": languages,
+            "heldout_note": "legacy: heldout/ and heldout_24k.npy hold the files with legacy_heldout true (the "
+                            "held-out set from before the val/bench division); runs started before it validate on "
+                            "it. Never report numbers on it.",
+            "files": record}
+    (out / "split.json.tmp").write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(out / "split.json.tmp", out / "split.json")
+    for name in ("train", VAL, BENCH):
+        by_cat: dict[str, list[float]] = {}
+        for r in record:
+            if (r["split"] == "train") if name == "train" else (r["part"] == name):
+                by_cat.setdefault(r["category"], []).append(r["seconds"])
+        summary = ", ".join(f"{c} {len(v)} files {sum(v) / 60:.1f} min" for c, v in sorted(by_cat.items()))
+        print(f"{name}: {summary}" + (f"; speech languages {', '.join(languages[name])}" if name in PARTS else ""))
     return 0
 
 
