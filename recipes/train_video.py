@@ -19,8 +19,8 @@ Data: ``recipes/data/fetch_video.py`` writes ``data/video/train_256.npy`` (uint8
 validation only; the benchmark split ``bench_256.npy`` is never read here). Batches are random
 ``data.frames``-frame windows of random ``data.crop`` crops, flipped at random. Losses: L1 + L2
 on pixels, 1 - SSIM per frame, the quantizer's own losses, and after ``loss.gan_start`` steps a
-per-frame hinge PatchGAN loss with VQGAN's adaptive weight. Held-out validation prints per-frame PSNR / SSIM (first frame and later frames apart) and
-the bits per pixel of the validation clips.
+per-frame hinge PatchGAN loss with VQGAN's adaptive weight. Held-out validation prints per-frame
+PSNR / SSIM (first frame and later frames apart) and the bits per pixel of the validation clips.
 
 Output folder (``log.out_dir``)::
 
