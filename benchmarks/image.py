@@ -64,6 +64,7 @@ ANCHORS: dict[str, tuple[str, int, tuple[int, ...]]] = {
     "JPEG": (".jpg", 1, (1, 3, 5, 8, 10, 15, 20, 30, 50, 75, 90)),
     "WebP": (".webp", 1, (1, 5, 10, 20, 30, 50, 75, 90)),
     "JPEG 1/2-res": (".jpg", 2, (1, 3, 5, 10, 20, 30, 50, 75, 90)),
+    "WebP 1/2-res": (".webp", 2, (1, 5, 10, 20, 30, 50, 75, 90)),     # the low-rate anchor of issue 18
 }
 QUALITIES: dict[str, tuple[int, ...]] = {name: a[2] for name, a in ANCHORS.items()}
 
@@ -633,8 +634,8 @@ def render_section(report: ImageReport, *, command: str, heldout: str, plots: di
         f"space). Each image segment also has {struct:.0f} structural tokens (begin, 4 shape tokens, end; the "
         f"\"(+{struct:.0f})\" in the tokens column), excluded from bpp; at log2({vocab}) bits each they would add "
         f"{struct * math.log2(max(vocab, 2)) / (side * side):.4f} bpp at {side}x{side}. JPEG / WebP bpp = file bytes * "
-        "8 / pixels, headers included; \"JPEG 1/2-res\" codes the picture at half its width and height and "
-        "upsamples the decoded picture (bicubic), which reaches the low rates plain JPEG cannot.",
+        "8 / pixels, headers included; \"JPEG 1/2-res\" and \"WebP 1/2-res\" code the picture at half its width "
+        "and height and upsample the decoded picture (bicubic), which reaches the low rates the plain codecs cannot.",
         "- PSNR / SSIM / MS-SSIM: `unitok.metrics` on RGB, mean over images (PSNR capped at 100 dB for exact "
         "copies); MS-SSIM (5 scales) only for images with a short side >= 176. \"@ same bpp\": the anchor's "
         "mean PSNR / SSIM over its quality sweep, interpolated linearly in mean bpp at the tokenizer's mean bpp "
