@@ -367,6 +367,10 @@ def test_cli_tokenize_and_verify(capsys, tmp_path, data, suite):
     (out / "shard-00000.bin").write_bytes(bytes(blob))
     code, _, err = _cli(capsys, "verify", out, "--suite", suite)
     assert code == 1 and "shard-00000.bin: content differs" in err
+    # an unreadable manifest is named; errors.jsonl is not blamed for the records it can no longer match
+    (out / "shard-00001.json").write_text("{broken")
+    code, _, err = _cli(capsys, "verify", out, "--suite", suite)
+    assert code == 1 and "shard-00001.json" in err and "does not list the skipped records" not in err
     code, _, err = _cli(capsys, "tokenize", data / "docs.jsonl", "-o", out, "--suite", suite, "--plugin", "unitok.testing",
                         "--shard-size", "5", "--resume", "--no-progress")
     assert code == 1 and "cannot resume" in err and "shard size 4 vs 5" in err
