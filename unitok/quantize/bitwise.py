@@ -37,13 +37,14 @@ from ..errors import ConfigError
 from ..layout import MISSING
 from ..space import extend_codes, prefix_codes
 from .base import BaseQuantizerConfig, Quantizer, fp32, kind_field, register_kind
+from .lfq import SignBits
 from .multiscale import MultiScaleQuantizer
 
 MAX_BITS = 24     # 2**24 codes per level keeps a whole image level inside the int32 token space
 
 
 @dataclass
-class BitwiseConfig(BaseQuantizerConfig):
+class BitwiseConfig(SignBits, BaseQuantizerConfig):
     bits: int = 12                              # d: bits per code (= latent channels), 2**d codes
     scales: tuple[int, ...] = (32, 16, 8, 4, 2, 1)   # latent-grid divisors, coarse to fine, ending with 1
     refine: bool = True                         # a depthwise 3x3 conv on each upsampled map (VAR's phi, per channel)
@@ -54,8 +55,7 @@ class BitwiseConfig(BaseQuantizerConfig):
     kind: str = kind_field("bitwise")
 
     def __post_init__(self):
-        if not 1 <= self.bits <= MAX_BITS:
-            raise ConfigError(f"quantizer.bits must be in 1..{MAX_BITS}, got {self.bits}")
+        self.check_bits(MAX_BITS)
         self.scales = tuple(int(d) for d in self.scales)
         if (not self.scales or min(self.scales) < 1 or list(self.scales) != sorted(self.scales, reverse=True)
                 or self.scales[-1] != 1):
@@ -65,14 +65,6 @@ class BitwiseConfig(BaseQuantizerConfig):
             raise ConfigError(f"quantizer.min_train_bits must be in 1..bits ({self.bits}), got {self.min_train_bits}")
         if not 0.0 <= self.full_bits_prob <= 1.0:
             raise ConfigError(f"quantizer.full_bits_prob must be in [0, 1], got {self.full_bits_prob}")
-
-    @property
-    def dim(self) -> int:
-        return self.bits
-
-    @property
-    def size(self) -> int:
-        return 2 ** self.bits
 
 
 @register_kind("bitwise", BitwiseConfig)

@@ -14,16 +14,14 @@ from ..errors import ConfigError
 from .base import BaseQuantizerConfig, GridQuantizer, kind_field, register_kind
 
 
-@dataclass
-class LFQConfig(BaseQuantizerConfig):
-    bits: int = 10
-    spherical: bool = False                     # BSQ
-    entropy_weight: float = training_only(0.1)
-    kind: str = kind_field("lfq")
+class SignBits:
+    """Configs whose codes are one sign bit per latent channel: ``bits`` channels, 2**bits codes."""
 
-    def __post_init__(self):
-        if not 1 <= self.bits <= 30:
-            raise ConfigError(f"quantizer.bits must be in 1..30, got {self.bits}")
+    bits: int
+
+    def check_bits(self, most: int) -> None:
+        if not 1 <= self.bits <= most:
+            raise ConfigError(f"quantizer.bits must be in 1..{most}, got {self.bits}")
 
     @property
     def dim(self) -> int:
@@ -32,6 +30,17 @@ class LFQConfig(BaseQuantizerConfig):
     @property
     def size(self) -> int:
         return 2 ** self.bits
+
+
+@dataclass
+class LFQConfig(SignBits, BaseQuantizerConfig):
+    bits: int = 10
+    spherical: bool = False                     # BSQ
+    entropy_weight: float = training_only(0.1)
+    kind: str = kind_field("lfq")
+
+    def __post_init__(self):
+        self.check_bits(30)
 
 
 @register_kind("lfq", LFQConfig)
