@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     video.add_argument("--agreement-image", type=Path, default=BUNDLED_SUITE / "image",
                        help="image tokenizer for the one-frame video vs image check (default: the bundled one)")
     video.add_argument("--no-agreement", action="store_true", help="skip the one-frame video vs image check")
+    video.add_argument("--split-shots", action=argparse.BooleanOptionalAction, default=True,
+                       help="also code each clip shot by shot, split at detected scene cuts, as its own row "
+                            "(default: on; --no-split-shots skips it)")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")

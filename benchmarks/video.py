@@ -34,6 +34,8 @@ import torch
 import unitok
 from unitok import ConfigError, Image, MediaError, UniTokenizer, Video
 from unitok import metrics
+from unitok.media import Preprocess
+from unitok.media.shots import detect_cuts, join_shots
 
 from candidates import (Candidate, announce, candidate_folders, check_unique, codec_type, from_args, load_codec,
                         parameter_count)
@@ -180,6 +182,7 @@ class VideoRun:
     structural: np.ndarray | None = None   # [N] the segment's other tokens (tokenizers)
     setting: np.ndarray | None = None      # [N] anchors: the CRF the search kept
     encodes: np.ndarray | None = None      # [N] anchors: encodes the search spent
+    shots: np.ndarray | None = None        # [N] tokenizers coding shot by shot: video segments per clip
     kept: dict[int, torch.Tensor] = field(default_factory=dict)   # clip index -> reconstruction (grid)
 
 
@@ -187,29 +190,37 @@ def _stack_scores(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.stack([r[k] for r in rows]) for k in ("psnr", "ssim", "tpsnr")}
 
 
+#: the row of a tokenizer that codes each clip shot by shot (``--split-shots``)
+SHOTS_SUFFIX = ", shots split"
+
+
 def run_video_tokenizer(cand: Candidate, clips: Sequence[VideoClip], *, keep: Sequence[int] = (),
-                        progress: bool = True) -> VideoRun:
+                        progress: bool = True, split_shots: bool = False) -> VideoRun:
     """Every clip through ``tok.encode(Video)`` -> ids -> ``tok.decode`` -> ``Video``, as a user
-    calls them; the rate is counted on the ids emitted."""
-    tok = cand.tok
-    bits, tokens, structural, rows, kept = [], [], [], [], {}
+    calls them; the rate is counted on the ids emitted. ``split_shots``: under
+    ``Preprocess(split_shots=True)``, so a clip is one video segment per detected shot; the decoded
+    shots are joined back (``join_shots``) for scoring and the bits are those of every segment."""
+    tok = cand.tok.with_limits(preprocess=Preprocess(split_shots=True)) if split_shots else cand.tok
+    name = cand.name + (SHOTS_SUFFIX if split_shots else "")
+    bits, tokens, structural, shots, rows, kept = [], [], [], [], [], {}
     with torch.inference_mode():
-        for i, clip in enumerate(progress_bar(clips, cand.name, progress, "clip")):
+        for i, clip in enumerate(progress_bar(clips, name, progress, "clip")):
             seq = tok.encode(Video(clip.frames, clip.fps))
-            span = next(s for s in seq.spans if s.modality == "video")
-            ids = seq.ids[span.start:span.stop]
+            spans = [s for s in seq.spans if s.modality == "video"]
+            ids = np.concatenate([seq.ids[s.start:s.stop] for s in spans])
             levels, _ = tok.space.media_codes("video", ids)
             codes = ids[levels >= 0]
-            rec = tok.decode(seq)[0].frames
+            rec = join_shots(tok.decode(seq)).frames
             bits.append(tok.space.bits_of(codes))
             tokens.append(len(codes))
             structural.append(len(ids) - len(codes))
+            shots.append(len(spans))
             rows.append(video_scores(clip.frames, rec))
             if i in keep:
                 kept[i] = rec
-    return VideoRun(cand.name, None, np.array(bits, dtype=np.float64), **_stack_scores(rows),
+    return VideoRun(name, None, np.array(bits, dtype=np.float64), **_stack_scores(rows),
                     tokens=np.array(tokens, dtype=np.float64), structural=np.array(structural, dtype=np.float64),
-                    kept=kept)
+                    shots=np.array(shots) if split_shots else None, kept=kept)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -385,7 +396,7 @@ def grid_clips(clips: Sequence[VideoClip]) -> list[int]:
 def run_video(candidates: Sequence[Candidate], clips: Sequence[VideoClip], *,
               multiples: Sequence[float] = VIDEO_RATE_MULTIPLES, anchors: Sequence[str] = tuple(VIDEO_ANCHORS),
               devices: Sequence[str] | None = None, threads: Sequence[int] = (1, 2), repeat: int = 3,
-              image_folder: Path | None = None, progress: bool = True) -> VideoReport:
+              image_folder: Path | None = None, progress: bool = True, split_shots: bool = False) -> VideoReport:
     """The whole video benchmark, in memory.
 
     Args:
@@ -396,12 +407,19 @@ def run_video(candidates: Sequence[Candidate], clips: Sequence[VideoClip], *,
         devices: throughput devices (default: cpu, and cuda when available).
         threads: CPU thread counts for the throughput rows.
         image_folder: the image tokenizer for the one-frame agreement check (None: skip it).
+        split_shots: each tokenizer also codes every clip shot by shot (its own row, after the
+            plain one; the anchors are searched for the plain rows' rates only).
     """
     devices = list(devices) if devices is not None else default_devices()
     grid = grid_clips(clips)
     runs = [run_video_tokenizer(c, clips, keep=grid, progress=progress) for c in candidates]
     rates = sorted({round(float((r.bits / [c.pixels for c in clips]).mean()) * m, 6) for r in runs for m in multiples})
+    if split_shots:
+        runs = [r for plain, cand in zip(runs, candidates)
+                for r in (plain, run_video_tokenizer(cand, clips, keep=grid, progress=progress, split_shots=True))]
     found, notes = video_anchors(anchors)
+    if split_shots:
+        notes.append(cut_detection_note(clips))
     for anchor in found:
         runs += run_video_anchor(anchor, clips, rates, keep=grid, progress=progress)
     throughput = []
@@ -449,6 +467,43 @@ def worst_at_cut(psnr: np.ndarray, cuts: Sequence[int | None]) -> float | None:
     return float(np.mean(worst)) if worst else None
 
 
+def cut_detection_note(clips: Sequence[VideoClip]) -> str:
+    """How the shot detector (``detect_cuts`` at its defaults, as ``--split-shots`` uses it) does on
+    ``clips``: recorded cuts found at their exact frame, and cuts found in clips without one."""
+    found = [detect_cuts(c.frames) for c in clips]
+    recorded = [(c, f) for c, f in zip(clips, found) if c.cut]
+    exact = sum(f == [c.cut] for c, f in recorded)
+    extra = [f"{c.name} at frame {', '.join(map(str, f))}" for c, f in zip(clips, found) if not c.cut and f]
+    others = len(clips) - len(recorded)
+    return (f"Shot detector (`unitok.media.shots.detect_cuts`, its defaults): the recorded cut at its exact frame "
+            f"and no other in {exact} of {len(recorded)} scene-cut clips; cuts found in the {others} other clips: "
+            f"{'; '.join(extra) if extra else 'none'}.")
+
+
+SHOTS_COLUMNS = ("group", "clips split", "bpp", "bpp, shots split", "bpp change", "PSNR", "PSNR, shots split",
+                 "worst PSNR at cut", "worst PSNR at cut, shots split")
+
+
+def shots_rows(report: VideoReport) -> list[dict]:
+    """Per tokenizer coded shot by shot (``split_shots``) and group: it against the same tokenizer
+    coding each clip whole."""
+    rows = []
+    runs = report.tokenizer_runs()
+    for split in (r for r in runs if r.shots is not None):
+        plain = next(r for r in runs if r.codec + SHOTS_SUFFIX == split.codec)
+        for group in report.groups:
+            a, b = video_row(report, plain, group), video_row(report, split, group)
+            idx = report.indices(group)
+            rows.append({"group": f"{group} ({plain.codec})" if len(runs) > 2 else group,
+                         "clips split": f"{int((split.shots[idx] > 1).sum())}/{len(idx)}",
+                         "bpp": fmt(a["bpp"], 4), "bpp, shots split": fmt(b["bpp"], 4),
+                         "bpp change": f"{100 * (b['bpp'] / a['bpp'] - 1):+.1f}%",
+                         "PSNR": fmt(a["PSNR"]), "PSNR, shots split": fmt(b["PSNR"]),
+                         "worst PSNR at cut": fmt(a["worst PSNR at cut"]),
+                         "worst PSNR at cut, shots split": fmt(b["worst PSNR at cut"])})
+    return rows
+
+
 def _video_cell(col: str, row: dict) -> str:
     v = row.get(col)
     if isinstance(v, str) or col in VIDEO_TEXT_COLUMNS:
@@ -486,7 +541,7 @@ def _same_rate(report: VideoReport, anchor: str, run: VideoRun | None) -> VideoR
 
 def video_versus_rows(report: VideoReport) -> list[dict]:
     rows = []
-    for run in report.tokenizer_runs():
+    for run in (r for r in report.tokenizer_runs() if r.shots is None):   # the anchors were searched for these
         for group in report.groups:
             ours = video_row(report, run, group)
             row = {"tokenizer": run.codec, "group": group, "bpp": ours["bpp"], "PSNR": ours["PSNR"],
@@ -647,6 +702,14 @@ def render_video_section(report: VideoReport, *, command: str, heldout: str, plo
         body += ["", f"Frame {T // 2} of one clip per group, its centre 128x128 at 1:1 pixels (bpp and PSNR: the whole "
                      f"clip and frame): original, each tokenizer, each anchor at the same rate ({report.grid_note}):",
                  "", f"![frame grid: originals and reconstructions]({grid})"]
+    if any(r.shots is not None for r in runs):
+        body += ["", "### Shots split at scene cuts", "",
+                 "The same tokenizer coding each clip whole, and shot by shot: `Preprocess(split_shots=True)` "
+                 "(`--split-shots`) cuts a clip at the scene cuts `unitok.media.shots.detect_cuts` finds and codes "
+                 "each shot as its own video segment (its own key frame); the decoded shots are joined back "
+                 "(`join_shots`) and scored against the whole clip, and bpp counts the codes of every segment. "
+                 "Clips without a detected cut are coded exactly as before.", "",
+                 markdown_table(SHOTS_COLUMNS, shots_rows(report), lambda col, row: str(row[col]), ("group",))]
     body += ["", "### Throughput", "",
              f"The codec's batched `encode` (uint8 [1, {T}, 3, {H}, {W}] -> codes) and `decode` (codes -> frames) of "
              "one held-out clip, in a fresh process started with `OMP_NUM_THREADS` = threads; frames/s = frames "
@@ -767,7 +830,7 @@ def bench_video(args: argparse.Namespace) -> tuple[Section, dict[str, Path]]:
     announce(candidates, f"{len(clips)} clips from {args.heldout}")
     image = None if args.no_agreement else args.agreement_image
     report = run_video(candidates, clips, multiples=args.rate_multiples, threads=args.threads, repeat=args.repeat,
-                       image_folder=image)
+                       image_folder=image, split_shots=getattr(args, "split_shots", True))
     plots = draw_plots(report, args.plots, {"rd": (plot_video_rd, "video_rd.png"),
                                             "grid": (plot_video_grid, "video_grid.png")}, write=not args.no_write)
     body = render_video_section(report, command=command_line(), heldout=video_heldout_description(args.heldout),

@@ -56,11 +56,18 @@ def _preprocess_args(p: argparse.ArgumentParser) -> None:
                                                                            "frames nearest an F clock")
     g.add_argument("--max-duration", type=_positive(float), metavar="S",
                    help="keep the first S seconds of each video and audio")
+    g.add_argument("--split-shots", action=argparse.BooleanOptionalAction, default=None,
+                   help="code each shot of a video (split at detected scene cuts) as its own video segment, so no "
+                        "latent mixes two shots; each shot pays its own key frame (default: off)")
+    g.add_argument("--min-shot-frames", type=_positive(int), metavar="N",
+                   help="with --split-shots: every shot keeps at least N frames (default: 4)")
 
 
 def preprocess_options(args) -> dict:
-    names = ("max_pixels", "min_pixels", "target_pixels", "max_fps", "max_duration")
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    names = ("max_pixels", "min_pixels", "target_pixels", "max_fps", "max_duration", "split_shots",
+             "min_shot_frames")
+    # --no-split-shots is the default: recorded like no flag at all, so a resumed run's options match
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) not in (None, False)}
 
 
 def _suite_args(p: argparse.ArgumentParser) -> None:

@@ -409,7 +409,7 @@ def _media_parts(tok, item) -> list:
         modality = type(item).__name__.lower()
         if modality in tok.media:
             item = tok.preprocess.apply(item, tok.media[modality].pixel_stride)
-        parts = [item]
+        parts = tok.preprocess.shots(item) if isinstance(item, Video) and "video" in tok.media else [item]
         if isinstance(item, Video) and item.audio is not None and "audio" in tok.media:
             parts.append(item.audio)
         return parts

@@ -209,7 +209,9 @@ class UniTokenizer:
                                   f"suite has no {modality} tokenizer (it has: {', '.join(self.modalities)})")
             else:
                 item = self.preprocess.apply(item, self.media[modality].pixel_stride)
-            parts.append((modality, item))
+            # split_shots: a video is one segment per shot (its sound track one audio segment after them)
+            pieces = self.preprocess.shots(item) if modality == "video" else [item]
+            parts += [(modality, piece) for piece in pieces]
             if modality == "video" and item.audio is not None and "audio" in self.media:
                 # the sound track becomes its own audio segment right after the video; without an
                 # audio tokenizer it is dropped (the video segment holds pictures only)

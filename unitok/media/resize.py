@@ -12,6 +12,10 @@ many: a unified model wants a bound. The policies are those of the anchors:
 - ``max_fps``: a faster video keeps the frames nearest to a ``max_fps`` clock (its frame rate
   becomes ``max_fps``); ``max_duration``: video and audio keep their first ``max_duration`` seconds
   (a video's sound track with it).
+- ``split_shots``: a video is cut into its shots (``unitok.media.shots.detect_cuts``, every shot at
+  least ``min_shot_frames`` frames), each coded as its own video segment, so no latent mixes two
+  shots; the sound track stays one audio segment after the last shot. Each shot pays its own key
+  frame. Applied last, to the resized frames (``Preprocess.shots``).
 
 ``MediaLimits`` is another thing: it refuses files too large to decode at all; ``Preprocess``
 shapes what was accepted. Pictures are resampled with antialiased bicubic filtering (area-correct
@@ -30,6 +34,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 from .audio import Audio
 from .image import Image
+from .shots import MIN_SHOT_FRAMES, split_shots
 from .video import Video
 
 
@@ -43,10 +48,23 @@ class Preprocess:
     target_pixels: int | None = None
     max_fps: float | None = None
     max_duration: float | None = None
+    split_shots: bool | None = None        # True: one video segment per shot (False is the same as None)
+    min_shot_frames: int | None = None     # with split_shots (None: shots.MIN_SHOT_FRAMES)
 
     def __post_init__(self):
+        if self.split_shots is not None and not isinstance(self.split_shots, bool):
+            raise ConfigError(f"preprocess: split_shots must be true or false, got {self.split_shots!r}")
+        if self.split_shots is False:      # off: recorded and compared as if never set
+            object.__setattr__(self, "split_shots", None)
+        if self.min_shot_frames is not None and (isinstance(self.min_shot_frames, bool)
+                                                 or not isinstance(self.min_shot_frames, int)):
+            raise ConfigError(f"preprocess: min_shot_frames must be a whole number, got {self.min_shot_frames!r}")
+        if self.min_shot_frames is not None and not self.split_shots:
+            raise ConfigError("preprocess: min_shot_frames applies to split_shots; set split_shots=True too")
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "split_shots":
+                continue
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value) or value <= 0):
                 raise ConfigError(f"preprocess: {f.name} must be a positive number, got {value!r}")
@@ -123,6 +141,13 @@ class Preprocess:
         if frames is video.frames and fps == video.fps and sound is video.audio:
             return video
         return Video(frames.contiguous(), fps, sound)
+
+    def shots(self, video: Video) -> list[Video]:
+        """``video`` as the video segments it is coded as: itself, or one per shot with
+        ``split_shots`` (``unitok.media.shots.split_shots``; the shots carry no sound)."""
+        if not self.split_shots:
+            return [video]
+        return split_shots(video, min_shot_frames=self.min_shot_frames or MIN_SHOT_FRAMES)
 
     def audio(self, audio: Audio) -> Audio:
         if self.max_duration is None:
