@@ -4,13 +4,13 @@
 Every audio tokenizer under test codes the held-out speech and music (the benchmark split
 ``data/audio/bench/<category>/`` unless ``--heldout`` names another folder; the validation split
 ``data/audio/val`` is for design choices; long music files cut into evenly spread windows) at each
-target rate (1.5 / 3 / 6 kbps: the most residual levels within it), and Opus (libopus through
-PyAV) codes the same clips at the same targets in the same run. Per category: kbps (code bits /
-seconds; for Opus the packet payload, which libopus keeps above its own floor whatever it is
-asked), tokens/s, SI-SDR, multi-resolution mel distance, STOI and wideband PESQ
-(``unitok.metrics``), codebook usage per level; then encode / decode speed (x real time, 1 and 2
-CPU threads, and a GPU when there is one) and the peak memory of encoding a 60-minute input in a
-fresh process (``probe.py``).
+target rate (1.5 / 3 / 6 kbps: the most residual levels within it), and Opus (libopus through PyAV)
+codes the same clips at the same targets in the same run. Per category: kbps (code bits / seconds;
+for Opus the packet payload, which libopus keeps above its own floor whatever it is asked),
+tokens/s, SI-SDR, multi-resolution mel distance, STOI, wideband PESQ and the change of integrated
+loudness (BS.1770; ``unitok.metrics``), codebook usage per level; then encode / decode speed (x real
+time, 1 and 2 CPU threads, and a GPU when there is one) and the peak memory of encoding a 60-minute
+input in a fresh process (``probe.py``).
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ AUDIO_RATE = 24_000                       # the held-out files' rate; every metr
 AUDIO_KBPS = (1.5, 3.0, 6.0)              # the rates the issue asks for (levels 2, 4, 8 at 75 Hz)
 AUDIO_CATEGORIES = ("speech", "music")
 AUDIO_FILE_SUFFIXES = (".flac", ".wav", ".ogg", ".oga", ".opus", ".mp3")
-#: metric key -> column title; lower is better only for the mel distance
-AUDIO_METRICS = {"si_sdr": "SI-SDR (dB)", "mel": "mel distance", "stoi": "STOI", "pesq": "PESQ (WB)"}
+#: metric key -> column title; lower is better for the mel distance, nearer 0 for the loudness change
+AUDIO_METRICS = {"si_sdr": "SI-SDR (dB)", "mel": "mel distance", "stoi": "STOI", "pesq": "PESQ (WB)",
+                 "loudness": "loudness change (dB)"}
 AUDIO_QUALITY_COLUMNS = ("codec", "target kbps", "kbps", "tokens/s", *AUDIO_METRICS.values())
 AUDIO_THROUGHPUT_COLUMNS = ("tokenizer", "device", "threads", "load average", "audio s", "encode x real time",
                             "decode x real time", "encode+decode x real time")
@@ -221,13 +222,15 @@ def speech_metrics_missing() -> list[str]:
 
 
 def audio_scores(ref: torch.Tensor, rec: torch.Tensor, mels) -> dict[str, float]:
-    """SI-SDR, mel distance, STOI and wideband PESQ of one reconstruction (NaN where a measure is
-    undefined for the clip or its package is missing). ref, rec: [N] at ``AUDIO_RATE``."""
+    """SI-SDR, mel distance, STOI, wideband PESQ and loudness change (reconstruction minus
+    reference integrated loudness, dB) of one reconstruction (NaN where a measure is undefined for
+    the clip or its package is missing). ref, rec: [N] at ``AUDIO_RATE``."""
     r, d = ref[None], rec[None]
     out = {"si_sdr": float(metrics.si_sdr(d, r)[0]), "mel": float(metrics.mel_distance(mels, d, r)[0])}
     missing = speech_metrics_missing()
     out["stoi"] = math.nan if "pystoi" in missing else float(metrics.stoi(ref, rec, AUDIO_RATE))
     out["pesq"] = math.nan if "pesq" in missing else float(metrics.pesq(ref, rec, AUDIO_RATE))
+    out["loudness"] = float(metrics.loudness_change(ref, rec, AUDIO_RATE))
     return out
 
 
@@ -447,7 +450,7 @@ def _audio_cell(col: str, row: dict) -> str:
         return f"{v:.0f}"
     if col in ("kbps", "Opus kbps", "mel distance", "STOI") or col.endswith("@ same kbps"):
         return fmt(v, 3)
-    if col in ("SI-SDR (dB)", "PESQ (WB)"):
+    if col in ("SI-SDR (dB)", "PESQ (WB)", "loudness change (dB)"):
         return fmt(v, 2)
     return fmt(v, 1)
 
@@ -550,7 +553,12 @@ def render_audio_section(report: AudioReport, *, command: str, heldout: str, rer
         f"metric), STOI (pystoi, 0..1) and wideband PESQ (pesq, P.862.2, 1..4.6) over the clips where they are "
         "defined: STOI needs about 0.4 s of non-silent speech and PESQ finds no utterance in some clips, so a "
         "few short clips are left out of those two columns (counts below). STOI and PESQ are speech measures; "
-        "on music they are indicative only.",
+        "on music they are indicative only. loudness change = integrated loudness (ITU-R BS.1770-4, K-weighted and "
+        "gated, `torchaudio.functional.loudness` through `unitok.metrics.loudness_change`) of the reconstruction "
+        "minus that of the reference, in dB (LU), mean over clips: 0 keeps the level, negative is quieter. Clips "
+        "shorter than one 400 ms gating block or silent in the reference have no loudness and are left out of that "
+        "column (counts below); a reconstruction silent where the reference is not counts as -70 LUFS, so "
+        "dropping a sound is charged, not skipped.",
         *[f"- {n}" for n in notes],
         "",
         "Tokenizers:",
@@ -564,8 +572,9 @@ def render_audio_section(report: AudioReport, *, command: str, heldout: str, rer
                      f"{report.seconds(cat):.1f} s)", "",
                  markdown_table(AUDIO_QUALITY_COLUMNS, rows, _audio_cell, AUDIO_TEXT_COLUMNS)]
         n = len(report.indices(cat))
-        gaps = sorted({f"STOI on {r['stoi scored']}/{n}" for r in rows if r["stoi scored"] < n}
-                      | {f"PESQ on {r['pesq scored']}/{n}" for r in rows if r["pesq scored"] < n})
+        gaps = sorted({f"{m.upper()} on {r[m + ' scored']}/{n}" for r in rows for m in ("stoi", "pesq")
+                       if r[m + " scored"] < n}
+                      | {f"loudness change on {r['loudness scored']}/{n}" for r in rows if r["loudness scored"] < n})
         if gaps:
             body += ["", f"Scored clips where fewer than all: {', '.join(gaps)} (the same clips for every codec "
                          "where the reference decides; a silent reconstruction also has no PESQ)."]

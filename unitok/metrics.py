@@ -262,3 +262,60 @@ def pesq(ref, deg, rate: int, mode: str = "wb") -> torch.Tensor:
         except (lib.NoUtterancesError, lib.BufferTooShortError, ValueError):
             out.append(math.nan)
     return torch.tensor(out, dtype=torch.float64).reshape(shape)
+
+
+# -- loudness (ITU-R BS.1770) ---------------------------------------------------------------------
+
+LOUDNESS_BLOCK_SECONDS = 0.4     # BS.1770's gating block: a shorter signal has no integrated loudness
+LOUDNESS_FLOOR_LUFS = -70.0      # BS.1770's absolute gate: blocks below it count as silence
+
+
+def _k_weighting_peak(x: torch.Tensor, rate: int) -> torch.Tensor:
+    """[B, N] float64 -> [B]: the peak of the K-weighted signal. torchaudio's biquads clip their
+    output to [-1, 1], so this is measured on a copy scaled far below full scale (the filter is
+    linear) and scaled back."""
+    import torchaudio.functional as AF
+
+    tiny = 1e-3
+    k = AF.highpass_biquad(AF.treble_biquad(x * tiny, rate, 4.0, 1500.0, 1 / math.sqrt(2)), rate, 38.0, 0.5)
+    return k.abs().amax(-1) / tiny
+
+
+def loudness(x: torch.Tensor, rate: int) -> torch.Tensor:
+    """Integrated loudness (ITU-R BS.1770-4, K-weighted and gated) in LUFS per item, through
+    ``torchaudio.functional.loudness``. x: [N] or [B, N] mono at ``rate`` Hz -> [] or [B] float64.
+
+    NaN where it is undefined: a signal shorter than one 400 ms gating block, or one with no block
+    above the -70 LUFS absolute gate (silence). torchaudio's K-weighting filters clip at full scale,
+    which would understate loud, bright audio by up to several dB; an item whose K-weighted peak
+    passes 1 is measured scaled down below it and the gain added back (exact, since the measure is
+    homogeneous, except that the absolute gate then sits that many dB higher, which matters only
+    for programme material quieter than about -50 LUFS)."""
+    import torchaudio.functional as AF
+
+    x = torch.as_tensor(x).detach().cpu().double()
+    if x.ndim not in (1, 2):
+        raise ValueError(f"loudness: expected [N] or [B, N] mono samples, got shape {tuple(x.shape)}")
+    flat = x.reshape(-1, x.shape[-1])
+    out = torch.full((flat.shape[0],), math.nan, dtype=torch.float64)
+    if flat.shape[-1] >= round(LOUDNESS_BLOCK_SECONDS * rate):
+        scale = (0.99 / _k_weighting_peak(flat, rate).clamp_min(1e-12)).clamp(max=1.0)      # [B]
+        out = AF.loudness((flat * scale[:, None])[:, None], rate) - 20 * torch.log10(scale)
+        out = torch.where(torch.isfinite(out), out, torch.full_like(out, math.nan))
+    return out.reshape(x.shape[:-1])
+
+
+def loudness_change(ref: torch.Tensor, rec: torch.Tensor, rate: int) -> torch.Tensor:
+    """Integrated loudness of ``rec`` minus that of ``ref`` in dB (LU) per item: 0 when the
+    reconstruction is as loud as the reference, -3 when it is 3 dB quieter.
+
+    ref, rec: [N] or [B, N] at ``rate`` Hz -> [] or [B] float64. NaN where the reference has no
+    integrated loudness (shorter than 400 ms, or silent: see :func:`loudness`); a reconstruction
+    that is silent where the reference is not counts as ``LOUDNESS_FLOOR_LUFS`` (-70 LUFS), so a
+    codec that drops a sound is charged for it instead of leaving the item out."""
+    r, d = torch.as_tensor(ref), torch.as_tensor(rec)
+    if r.shape != d.shape:
+        raise ValueError(f"loudness_change: reference and reconstruction differ in shape: {tuple(r.shape)} and "
+                         f"{tuple(d.shape)}")
+    lr, ld = loudness(r, rate), loudness(d, rate)
+    return ld.nan_to_num(LOUDNESS_FLOOR_LUFS) - lr     # NaN stays where the reference has none
