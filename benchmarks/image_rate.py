@@ -7,7 +7,8 @@ Each tokenizer (the bundled suite's image tokenizer, or each ``--checkpoint``) e
 256x256 held-out crop (the crops of ``benchmarks/image.py``) once. For each k the first k scales
 are decoded and the finer ones are left out (``MISSING``: the decoder gets the partial residual sum,
 as a lenient decode of a truncated sequence does), a rate of ``tokens in the first k scales *
-bits per token / pixels``. JPEG, WebP and their half-resolution variants (``ANCHORS`` of
+bits per token / pixels``; a multi-scale FSQ model with 2**n levels per channel also decodes the
+k-th scale from the top b < n bits of each channel (``planes=b``), the rates in between. JPEG, WebP and their half-resolution variants (``ANCHORS`` of
 ``benchmarks/image.py``) run over a quality sweep on the same crops and are interpolated at each
 row's rate (never extrapolated).
 """
@@ -39,23 +40,35 @@ def truncate(codes: list[torch.Tensor], k: int) -> list[torch.Tensor]:
     return [c if i < k else torch.full_like(c, MISSING) for i, c in enumerate(codes)]
 
 
+def plane_bits(model) -> int | None:
+    """Bits per channel of a multi-scale FSQ model whose codes are stacked bit planes, else None."""
+    return getattr(model.quantizer.quantizer, "plane_bits", None)
+
+
 def measure(model, crops: list, batch: int, progress: bool) -> list[dict]:
     """Mean PSNR / SSIM of ``model`` over ``crops`` (Pictures of one size) decoded from the first
-    k scales, for every k. Returns one dict per k (1..S): {"k", "tokens", "bpp", "psnr", "ssim"}."""
+    k scales, for every k, and (multi-scale FSQ with 2**n levels) with the k-th scale known only to
+    its top b < n bit planes (``decode(..., planes=b)``). Returns one dict per point, by rate:
+    {"k", "planes" (None: whole codes), "tokens", "bpp", "psnr", "ssim"}."""
     h, w = crops[0].image.height, crops[0].image.width
     scales = model.scales(h, w)
-    scores: list[list[dict]] = [[] for _ in scales]
+    n = plane_bits(model)
+    settings = [(k, b) for k in range(1, len(scales) + 1) for b in ([*range(1, n), None] if n else [None])]
+    scores: dict[tuple, list[dict]] = {key: [] for key in settings}
     for i in progress_bar(range(0, len(crops), batch), "batches", progress, unit="batch"):
         refs = [c.image for c in crops[i:i + batch]]
         codes = model.encode(torch.stack([r.to_rgb().to_float() for r in refs]))
-        for k in range(1, len(scales) + 1):
-            y = model.decode(truncate(codes, k), (h, w))
-            scores[k - 1] += [quality_batch(ref, [rec])[0] for ref, rec in zip(refs, to_images(y))]
+        for k, b in settings:
+            y = model.decode(truncate(codes, k), (h, w), planes=b)
+            scores[k, b] += [quality_batch(ref, [rec])[0] for ref, rec in zip(refs, to_images(y))]
     bits = math.log2(model.quantizer.codebook_size)
-    out, tokens = [], 0
-    for k, ((sh, sw), rows) in enumerate(zip(scales, scores), 1):
-        tokens += sh * sw
-        out.append({"k": k, "tokens": tokens, "bpp": tokens * bits / (h * w),
+    out = []
+    for k, b in settings:
+        before = sum(sh * sw for sh, sw in scales[:k - 1])
+        last = scales[k - 1][0] * scales[k - 1][1]
+        spent = before * bits + last * (bits if b is None else model.quantizer.dim * b)
+        rows = scores[k, b]
+        out.append({"k": k, "planes": b, "tokens": before + last, "bpp": spent / (h * w),
                     "psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows]))})
     return out
 
@@ -91,10 +104,12 @@ def main(argv=None) -> int:
     rows, described = [], []
     for folder, model, points in results:
         name = "bundled suite" if folder == BUNDLED_SUITE / "image" else rel(folder)
+        n, total = plane_bits(model), len(model.scales(256, 256))
         for p in points:
-            if p["k"] < min(args.min_scale, len(points)):
+            if p["k"] < min(args.min_scale, total):
                 continue
-            rows.append({"tokenizer": name, "scales": f"{p['k']} of {len(points)}", "tokens": p["tokens"],
+            shown = f"{p['k']} of {total}" + ("" if p["planes"] is None else f", top {p['planes']} of {n} bits")
+            rows.append({"tokenizer": name, "scales": shown, "tokens": p["tokens"],
                          "bpp": p["bpp"], "PSNR": p["psnr"], "SSIM": p["ssim"],
                          **{f"{a} {m.upper()} @ same bpp": c.at_rate(p["bpp"], m) for a, c in curves.items()
                             for m in ("psnr", "ssim")}})
@@ -107,8 +122,12 @@ def main(argv=None) -> int:
         f"plus {args.random_crops} fixed-seed random crops at random scales)",
         f"- Tokenizers: {'; '.join(described)}. Every crop is encoded once; row \"k of S\" decodes the first k "
         f"scales with the finer ones left out (`MISSING`, the partial residual sum), so one model and one "
-        f"encode give every rate.",
-        "- bpp = tokens in the first k scales * bits per token / pixels (structural tokens excluded). PSNR / SSIM: "
+        f"encode give every rate. \"top b of n bits\" (FSQ with 2^n levels per channel): the k-th scale is "
+        f"known only to the top b bits of each channel (`decode(codes[:k], size, planes=b)`; each channel "
+        f"decodes to the mean level of its bin under the level frequencies of the training images, "
+        f"`quantizer.plane_prior`, or the bin's centre without them).",
+        "- bpp = bits of the first k scales / pixels: whole tokens * bits per token, and for the k-th scale "
+        "channels * b bits a token in the \"top b\" rows (structural tokens excluded). PSNR / SSIM: "
         "`unitok.metrics` on the uint8 reconstructions, mean over crops. Anchors: Pillow over a quality sweep on "
         "the same crops, file bytes with headers; \"1/2-res\" codes at half size and upsamples (bicubic); "
         "interpolated linearly in mean bpp at each row's bpp, n/a outside the sweep (never extrapolated).",

@@ -35,7 +35,8 @@ from unitok.checkpoint import config_to_dict
 from unitok.errors import ConfigError
 from unitok.image import ImageTokenizer, ImageTokenizerConfig
 from unitok.metrics import code_histogram, codebook_usage, perplexity, psnr, ssim
-from unitok.train import (ddp_shutdown, export_checkpoint, load_training_state, Logger, lr_at, read_config,
+from unitok.quantize.multiscale import plane_prior_of
+from unitok.train import (ddp_shutdown, EXPORT_DTYPES, load_training_state, Logger, lr_at, read_config,
                           recipe_parser, run_recipe, save_final, save_training_state, setup_runtime, StepWindow,
                           tokenizer_step, warm_start)
 from unitok.train.images import CropSampler, synthetic_images
@@ -167,6 +168,8 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
             f"{raw_model.bits_per_pixel():.4f} bits/pixel at 256x256, "
             f"{'next-scale' if raw_model.multiscale else 'raster'} layout; device {device}, world {world}, "
             f"{len(train_arr)} training crops; config {json.dumps(config_to_dict(cfg['model_config']))}")
+        log(f"validation: {len(val)} crops of {dc['val'] if not dc['synthetic'] else 'generated pictures'} "
+            f"every {cfg['log']['val_every']} steps")
 
     amp = tc["amp"]
     amp_dtype = torch.bfloat16
@@ -243,9 +246,22 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     return summary
 
 
-def export(src: str | Path, dst: str | Path, dtype: str = "float16") -> Path:
-    """Write the checkpoint in ``src`` (e.g. ``<out_dir>/best``) to ``dst`` as a bundle-ready model."""
-    return export_checkpoint(ImageTokenizer, src, dst, dtype)
+def export(src: str | Path, dst: str | Path, dtype: str = "float16", train: str | None = None,
+           prior_images: int = 512) -> Path:
+    """Write the checkpoint in ``src`` (e.g. ``<out_dir>/best``) to ``dst`` as a bundle-ready model.
+    A multi-scale FSQ model with 2**n levels per channel also gets its ``plane_prior`` (how often
+    each level occurs, from ``prior_images`` pictures of ``train``), so that codes known only to
+    their top bit planes decode where such codes really fall (``decode(..., planes=b)``)."""
+    model = ImageTokenizer.from_pretrained(src).eval()
+    if train and model.multiscale and getattr(model.quantizer.quantizer, "plane_bits", None):
+        pictures = open_array(train, "data.train")
+        step = max(1, len(pictures) // prior_images)
+        batches = (model.encode(torch.from_numpy(np.array(pictures[i:i + 8 * step:step]))
+                                .permute(0, 3, 1, 2).float() / 255)
+                   for i in range(0, min(len(pictures), prior_images * step), 8 * step))
+        model.cfg.quantizer.plane_prior = plane_prior_of(model.quantizer, batches)
+    model.save_pretrained(dst, dtype=EXPORT_DTYPES[dtype])
+    return Path(dst) / "model.safetensors"
 
 
 def main(argv=None) -> int:
@@ -266,7 +282,7 @@ def main(argv=None) -> int:
 
     def export_to(cfg: dict) -> None:
         src = args.export_from or Path(cfg["log"]["out_dir"]) / "best"
-        path = export(src, args.export_to, cfg["export"]["dtype"])
+        path = export(src, args.export_to, cfg["export"]["dtype"], cfg["data"].get("train"))
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) from {src}")
 
     return run_recipe(args, config, train, export_to if args.export_to else None)

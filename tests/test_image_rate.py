@@ -13,9 +13,9 @@ from unitok.layout import MISSING
 from unitok.quantize import FSQConfig
 
 
-def tiny(multiscale: bool = True) -> ImageTokenizer:
+def tiny(multiscale: bool = True, levels=(5, 5, 5)) -> ImageTokenizer:
     torch.manual_seed(0)
-    q = ({"kind": "multiscale", "quantizer": {"kind": "fsq", "levels": [5, 5, 5]}, "scales": [4, 2, 1]}
+    q = ({"kind": "multiscale", "quantizer": {"kind": "fsq", "levels": list(levels)}, "scales": [4, 2, 1]}
          if multiscale else FSQConfig((5, 5, 5)))
     return ImageTokenizer(ImageTokenizerConfig(channels=8, channel_mult=(1, 2), patch=2, mid_blocks=0,
                                                quantizer=q)).eval()
@@ -50,3 +50,21 @@ def test_benchmark_writes_one_row_per_scale(tmp_path):
     assert bpp == sorted(bpp) and bpp[0] < bpp[-1]
     with pytest.raises(SystemExit, match="not a multi-scale image tokenizer"):
         image_rate.main(["--checkpoint", str(tmp_path / "single"), "--heldout", str(tmp_path / "heldout")])
+
+
+def test_bit_plane_rows_fill_the_rates_between_scales(tmp_path):
+    """FSQ with 4 levels per channel (2 bits): each scale also decodes from its top bit, at
+    channels * 1 bit per token for that scale, and every row's rate lies between its neighbours."""
+    tiny(levels=(4, 4, 4)).save_pretrained(tmp_path / "ms")
+    (tmp_path / "heldout").mkdir()
+    g = torch.Generator().manual_seed(1)
+    Image(torch.randint(0, 256, (3, 260, 270), dtype=torch.uint8, generator=g)).save(tmp_path / "heldout" / "a.png")
+    results = tmp_path / "RESULTS.md"
+    assert image_rate.main(["--checkpoint", str(tmp_path / "ms"), "--heldout", str(tmp_path / "heldout"),
+                            "--random-crops", "0", "--min-scale", "1", "--results", str(results)]) == 0
+    rows = [line.split("|") for line in results.read_text().splitlines() if line.startswith("| ") and " of 3" in line]
+    assert [r[2].strip() for r in rows] == [f"{k} of 3{p}" for k in (1, 2, 3) for p in (", top 1 of 2 bits", "")]
+    bpp = [float(r[4]) for r in rows]
+    assert bpp == sorted(bpp) and len(set(bpp)) == 6
+    # 256x256 crop, stride 4: scales 16, 32, 64 per side; the top-bit row of scale 3 pays 3 bits a token there
+    assert bpp[4] == pytest.approx(((16 ** 2 + 32 ** 2) * 6 + 64 ** 2 * 3) / 256 ** 2, abs=1e-4)

@@ -150,16 +150,26 @@ class ImageTokenizer(SpatialCodec, MediaTokenizer):
         return self._public(self._encode_maps(self.encode_latent(x)))
 
     @torch.no_grad()
-    def codes_to_latent(self, codes, bits: int | None = None) -> torch.Tensor:
-        """codes -> quantized latent [B, D, h, w] (``bits``: see :meth:`decode`)."""
-        return self._latent(self._maps(codes), bits)
+    def codes_to_latent(self, codes, bits: int | None = None, planes: int | None = None,
+                        size: tuple[int, int] | None = None) -> torch.Tensor:
+        """codes -> quantized latent [B, D, h, w] (``bits``, ``planes``, ``size``: see :meth:`decode`)."""
+        return self._latent(self._maps(codes), bits, planes, size)
 
     @torch.no_grad()
-    def decode(self, codes, size: tuple[int, int] | None = None, bits: int | None = None) -> torch.Tensor:
+    def decode(self, codes, size: tuple[int, int] | None = None, bits: int | None = None,
+               planes: int | None = None) -> torch.Tensor:
         """codes -> pixels [B, 3, H, W] in [0, 1] (clamped); ``size=(H, W)`` crops the padding
-        away (default: the whole padded grid, ``h*f x w*f``). ``bits=k`` (bitwise quantizer
-        only): the codes are k-bit prefix codes (``quantizer.prefix(codes, k)``)."""
-        return self.decode_latent(self.codes_to_latent(codes, bits), size).clamp(0, 1)
+        away (default: the whole padded grid, ``h*f x w*f``).
+
+        Lower rates from the same codes (variable rate from one encode):
+          - multi-scale, with ``size``: ``codes`` may be only the first k scales (coarse to fine);
+            the picture is their partial residual sum;
+          - ``planes=b`` (multi-scale FSQ with 2**n levels per channel): the finest scale given is
+            known only to the top b bits of each channel (``b * D`` bits a code instead of
+            ``n * D``); the low bits of its ids are ignored;
+          - ``bits=k`` (bitwise quantizer only): the codes are k-bit prefix codes
+            (``quantizer.prefix(codes, k)``)."""
+        return self.decode_latent(self.codes_to_latent(codes, bits, planes, size), size).clamp(0, 1)
 
     # -- MediaTokenizer ----------------------------------------------------------------------------
 

@@ -180,15 +180,23 @@ class SpatialCodec:
         """z: [N, D, h, w] -> maps (nearest codes; the quantizer is not changed)."""
         return self._maps(self.quantizer.encode(z))
 
-    def _latent(self, maps: list[torch.Tensor], bits: int | None = None) -> torch.Tensor:
+    def _latent(self, maps: list[torch.Tensor], bits: int | None = None, planes: int | None = None,
+                pixels: tuple[int, int] | None = None) -> torch.Tensor:
         """maps -> quantized latent [N, D, h, w]; ``bits``: the maps hold ``bits``-bit prefix
-        codes of a bitwise quantizer (``unitok.quantize.bitwise``)."""
+        codes of a bitwise quantizer (``unitok.quantize.bitwise``); ``planes``: the finest scale
+        present holds the top ``planes`` bits of each FSQ channel (``MultiScaleQuantizer.decode``);
+        ``pixels``: the picture's size, which lets ``maps`` be only the first k scales."""
         if bits is not None:
             if not getattr(self.quantizer, "nested_bits", False):
                 raise ConfigError(f"decoding at {bits} bits needs a bitwise quantizer (kind 'bitwise'), "
                                   f"this tokenizer's is {self.spatial_config.quantizer.kind!r}")
             return self.quantizer.decode(maps, bits=bits)
-        return self.quantizer.decode(maps) if self.multiscale else self.quantizer.decode(maps[0])
+        if not self.multiscale:
+            if planes is not None:
+                raise ConfigError("decoding bit planes needs a multi-scale FSQ quantizer")
+            return self.quantizer.decode(maps[0])
+        grid = None if pixels is None else self.grid(*pixels)
+        return self.quantizer.decode(maps, grid, planes=planes)
 
     def _maps(self, codes) -> list[torch.Tensor]:
         """Public codes (tensors or arrays) -> maps on the model's device."""

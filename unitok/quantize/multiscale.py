@@ -42,6 +42,10 @@ class MultiScaleConfig(BaseQuantizerConfig):
     quantizer: BaseQuantizerConfig = field(default_factory=FSQConfig)   # the grid quantizer every scale shares
     scales: tuple[int, ...] = (32, 16, 8, 4, 2, 1)   # latent-grid divisors, coarse to fine, ending with 1
     refine: bool = True                         # VAR's phi: a shared 3x3 conv on each upsampled map
+    # how often each FSQ level occurs, per divisor and channel (flattened [scales, D, levels], from
+    # training images; ``plane_prior_of``): where in its bin a code known only to its top bit planes
+    # decodes (``decode(..., planes=b)``). Empty: the bin's centre.
+    plane_prior: tuple[float, ...] = ()
     kind: str = kind_field("multiscale")
 
     def __post_init__(self):
@@ -56,6 +60,12 @@ class MultiScaleConfig(BaseQuantizerConfig):
                               f"got {list(self.scales)}")
         if self.scales[-1] != 1:
             raise ConfigError(f"quantizer.scales must end with 1 (the full latent grid), got {list(self.scales)}")
+        self.plane_prior = tuple(float(p) for p in self.plane_prior)
+        levels = tuple(getattr(self.quantizer, "levels", ()))
+        want = len(self.scales) * len(levels) * max(levels, default=0)
+        if self.plane_prior and (len(self.plane_prior) != want or min(self.plane_prior) < 0):
+            raise ConfigError(f"quantizer.plane_prior must hold {want} non-negative frequencies (scales x levels "
+                              f"of every channel), got {len(self.plane_prior)}")
 
     @property
     def dim(self) -> int:
@@ -136,21 +146,37 @@ class MultiScaleQuantizer(Quantizer):
                 aux = aux + a
             return f_hat, codes, aux
 
-    def decode(self, codes: list[torch.Tensor], size: tuple[int, int] | None = None) -> torch.Tensor:
+    def decode(self, codes: list[torch.Tensor], size: tuple[int, int] | None = None,
+               planes: int | None = None) -> torch.Tensor:
         """codes: list over scales of [B, h_s, w_s] -> quantized latent [B, D, H, W] (``size``).
         A code ``MISSING`` (-1, lenient decoding of a truncated sequence) adds nothing, so the
-        latent is the partial residual sum of what is present (a scale with no code is skipped)."""
+        latent is the partial residual sum of what is present (a scale with no code is skipped);
+        with ``size``, a list of only the first k scales is the same as the rest all missing.
+
+        ``planes=b`` (FSQ with 2**n levels per channel): the finest scale that holds codes is known
+        only to the top ``b`` bits of each channel (its ids' low bits are ignored), so one encode
+        gives rates between two scales: with the first k scales, the next one's top bit planes."""
         H, W = tuple(codes[-1].shape[-2:]) if size is None else size
         schedule = self.schedule(H, W)
+        codes = list(codes)
+        if size is not None and 0 < len(codes) < len(schedule):
+            codes += [torch.full((codes[0].shape[0], *s), MISSING, dtype=torch.long, device=codes[0].device)
+                      for s in schedule[len(codes):]]
         if len(codes) != len(schedule) or any(tuple(c.shape[-2:]) != s for c, s in zip(codes, schedule)):
             raise ValueError(f"a {H}x{W} latent needs scales {schedule}, got {[tuple(c.shape[-2:]) for c in codes]}")
+        finest = max((i for i, c in enumerate(codes) if bool((c != MISSING).any())), default=-1)
+        if planes is not None:
+            self._check_planes(planes)
         f_hat = None
         with fp32(codes[-1].device.type):
-            for idx, g in zip(codes, self._gain_index(H, W)):
+            for i, (idx, g) in enumerate(zip(codes, self._gain_index(H, W))):
                 present = idx != MISSING
                 if not present.any():
                     continue
-                vectors = self.quantizer.decode(idx.clamp_min(0))
+                if planes is not None and i == finest:
+                    vectors = self.quantizer.decode_planes(idx.clamp_min(0), planes, self._prior(g))
+                else:
+                    vectors = self.quantizer.decode(idx.clamp_min(0))
                 if not present.all():
                     vectors = vectors * present[:, None]
                 q = self._expand(vectors / self.log_gain[g].exp(), (H, W))
@@ -159,6 +185,34 @@ class MultiScaleQuantizer(Quantizer):
                 f_hat = torch.zeros(codes[-1].shape[0], self.dim, H, W, device=codes[-1].device)
         return f_hat
 
+    def _check_planes(self, planes) -> None:
+        if not hasattr(self.quantizer, "decode_planes"):
+            raise ConfigError(f"decoding bit planes needs an FSQ quantizer, this one is {self.cfg.quantizer.kind!r}")
+        self.quantizer.check_planes(planes)
+
+    def _prior(self, divisor: int) -> torch.Tensor | None:
+        """Level frequencies [D, L] of the scale with this divisor index, or None."""
+        if not self.cfg.plane_prior:
+            return None
+        table = torch.tensor(self.cfg.plane_prior).reshape(len(self.divisors), self.dim, -1)
+        return table[divisor]
+
     def vectors_to_codes(self, vectors: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per-scale code vectors ([B, D, h_s, w_s], as the inner quantizer gives them) -> codes."""
         return [self.quantizer.vectors_to_codes(v) for v in vectors]
+
+
+def plane_prior_of(quantizer: MultiScaleQuantizer, batches, decimals: int = 5) -> tuple[float, ...]:
+    """The ``plane_prior`` of a multi-scale FSQ quantizer: how often each level of each channel
+    occurs at each divisor's scale, over ``batches`` (an iterable of code lists as ``encode`` gives
+    them, e.g. from training images). Flattened [divisors, D, L], each [L] row summing to 1."""
+    levels = quantizer.quantizer.impl._levels
+    counts = torch.zeros(len(quantizer.divisors), quantizer.dim, int(levels.max()))
+    for codes in batches:
+        H, W = codes[-1].shape[-2:]
+        for idx, g in zip(codes, quantizer._gain_index(H, W)):
+            digits = quantizer.quantizer.digits(idx.reshape(-1).cpu())       # [N, D]
+            for ch in range(quantizer.dim):
+                counts[g, ch] += torch.bincount(digits[:, ch], minlength=counts.shape[-1]).float()
+    freq = counts / counts.sum(-1, keepdim=True).clamp_min(1)
+    return tuple(round(float(f), decimals) for f in freq.reshape(-1))
