@@ -182,3 +182,50 @@ def test_ids_do_not_depend_on_the_fingerprint_scheme(suite):
     """The manifest version changed the fingerprint, not the ids (tests/test_stable.py pins them)."""
     seq = suite.encode(["a", unitok.Image.from_array(np.zeros((16, 16, 3), np.uint8))])
     assert seq.fingerprint == suite.space.fingerprint
+
+
+# -- files of an earlier bundled suite -----------------------------------------------------------------
+
+def test_the_bundled_suite_is_not_a_retired_one(suite):
+    """A retrained bundled component changes the fingerprint; its predecessor must then be listed
+    in RETIRED_SUITES and the suite version bumped, so old files get a message that names them."""
+    from unitok.suiteinfo import BUNDLED_SUITE_VERSION, RETIRED_SUITES
+
+    assert suite.space.fingerprint not in RETIRED_SUITES
+    assert all(version < BUNDLED_SUITE_VERSION for version, _, _ in RETIRED_SUITES.values())
+
+
+def test_ids_of_a_retired_bundled_suite_are_refused_with_the_way_out(suite, tmp_path):
+    from unitok.suiteinfo import RETIRED_SUITES
+
+    old = next(iter(RETIRED_SUITES))
+    version, release, _ = RETIRED_SUITES[old]
+    data = suite.encode("hello").to_dict()
+    data["fingerprint"] = old
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    loaded = TokenSequence.load(tmp_path / "old.json")
+    now = UniTokenizer(unitok.text.load_default(), {})      # any suite but the retired one
+    way_out = rf"bundled suite version {version}, unitok {release}.*Encode the media again.*unitok=={release}"
+    with pytest.raises(ConfigError, match=way_out):
+        now.decode(loaded)
+    with pytest.raises(ConfigError, match=way_out):
+        now.space.check_fingerprint(old, source="the ids in out/")
+
+
+def test_a_run_of_a_retired_bundled_suite_is_not_resumed_silently(tmp_path):
+    from unitok.pipeline import TokenizeConfig, tokenize
+    from unitok.suiteinfo import RETIRED_SUITES
+
+    tok = UniTokenizer(unitok.text.load_default(), {})
+    tok.save_pretrained(tmp_path / "suite")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("a document")
+    out = tmp_path / "out"
+    cfg = TokenizeConfig([str(tmp_path / "in")], out, suite=str(tmp_path / "suite"), workers=0, progress=False,
+                         shard_size=1)
+    tokenize(cfg)
+    run = json.loads((out / "run.json").read_text())
+    run["fingerprint"] = next(iter(RETIRED_SUITES))        # as if the bundled suite 2 had made it
+    (out / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match=r"cannot resume.*bundled suite version 2.*Encode the media again"):
+        tokenize(dataclasses.replace(cfg, resume=True))

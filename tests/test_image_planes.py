@@ -116,3 +116,27 @@ def test_the_recipe_export_writes_the_prior(tmp_path):
     m = ImageTokenizer.from_pretrained(tmp_path / "dst")
     codes = m.encode(torch.rand(1, 3, 32, 32))
     assert m.decode(codes, (32, 32), planes=1).shape == (1, 3, 32, 32)
+
+
+def test_planes_need_a_multi_scale_fsq_quantizer():
+    from unitok.quantize import FSQConfig
+
+    torch.manual_seed(0)
+    single = ImageTokenizer(ImageTokenizerConfig(channels=8, channel_mult=(1,), patch=2, mid_blocks=0,
+                                                 quantizer=FSQConfig((8, 8, 8)))).eval()
+    bitwise = ImageTokenizer(ImageTokenizerConfig(channels=8, channel_mult=(1,), patch=2, mid_blocks=0, quantizer={
+        "kind": "bitwise", "bits": 4, "scales": [2, 1]})).eval()
+    for m in (single, bitwise):
+        codes = m.encode(torch.rand(1, 3, 16, 16))
+        with pytest.raises(ConfigError, match="needs a multi-scale FSQ quantizer"):
+            m.decode(codes, (16, 16), planes=1)
+    assert bitwise.decode(codes, (16, 16)).shape == (1, 3, 16, 16)
+
+
+def test_a_video_inflated_from_an_image_does_not_inherit_its_prior():
+    from unitok.video import VideoTokenizer
+
+    image = tiny(prior=[1 / 8] * 72)
+    video = VideoTokenizer.from_image(image, temporal=2)
+    assert video.cfg.spatial.quantizer.plane_prior == ()
+    assert torch.equal(video.quantizer.refine.weight, image.quantizer.refine.weight)

@@ -93,7 +93,7 @@ def _report(failures, done: int, what: str, extra: str, started: float) -> int:
 
 
 def cmd_info(args) -> int:
-    from .suiteinfo import cached_description, describe
+    from .suiteinfo import BUNDLED_SUITE_VERSION, cached_description, describe
     from .files import ASSETS
 
     policy = preprocess_options(args)
@@ -110,7 +110,7 @@ def cmd_info(args) -> int:
     if args.json:
         print(space.to_json())
         return 0
-    print(f"suite: {args.suite or 'bundled defaults'}")
+    print(f"suite: {args.suite or f'bundled defaults (bundled suite version {BUNDLED_SUITE_VERSION})'}")
     for line in lines:
         print(line)
     print()

@@ -422,9 +422,11 @@ class TokenSpace:
         if fingerprint is not None and not isinstance(fingerprint, str):
             raise ConfigError(f"{source}: a fingerprint is a string, got {type(fingerprint).__name__}")
         if fingerprint is not None and fingerprint != self.fingerprint:
-            raise ConfigError(
-                f"{source} were made with token space {fingerprint[:12]}, but this tokenizer's space is "
-                f"{self.fingerprint[:12]}; decode them with the tokenizer suite that encoded them")
+            from .suiteinfo import retired_advice, space_name
+
+            advice = retired_advice(fingerprint) or "; decode them with the tokenizer suite that encoded them"
+            raise ConfigError(f"{source} were made with {space_name(fingerprint)}, but this tokenizer's space is "
+                              f"{self.fingerprint[:12]}{advice}")
 
     def table(self) -> str:
         """A human-readable table of the ranges (``unitok info``)."""

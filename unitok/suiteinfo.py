@@ -20,6 +20,19 @@ from pathlib import Path
 from .errors import ConfigError
 from .files import ASSETS, file_sha256, read_json_file
 
+#: The version of the bundled suite (``unitok/assets``): bumped whenever a retrained or replaced
+#: bundled component changes the ids it produces, and with it the token-space fingerprint. Files
+#: made by an earlier bundled suite are refused, with a message that names it (``RETIRED_SUITES``).
+BUNDLED_SUITE_VERSION = 3
+
+#: Token-space fingerprint of every earlier bundled suite -> (its version, the last unitok release
+#: that bundled it, what changed after it). Append when bumping ``BUNDLED_SUITE_VERSION``.
+RETIRED_SUITES = {
+    "5f47e588828fe4eaab8cc8f960a2c7dfa4934e541b5178c1f7b5f98bcb949a8a": (
+        2, "0.2.0", "its image and audio tokenizers were retrained (issue 18), so image and audio ids differ; "
+                    "text and video ids did not change"),
+}
+
 SUITE_CONFIG = "suite.json"
 SPACE_MANIFEST = "space.json"
 COMPONENTS = ("text", "image", "video", "audio")
@@ -113,5 +126,33 @@ def cached_description(folder: str | Path):
 if __name__ == "__main__":
     from . import load
 
-    write_suite_files(load(ASSETS), ASSETS)
-    print(f"wrote {ASSETS / SUITE_CONFIG} and {ASSETS / SPACE_MANIFEST}")
+    # the old manifest describes the components before retraining: set it aside while the suite
+    # loads (a load checks the components against it), and put it back if the load fails
+    manifest = ASSETS / SPACE_MANIFEST
+    old = manifest.read_bytes() if manifest.exists() else None
+    manifest.unlink(missing_ok=True)
+    try:
+        write_suite_files(load(ASSETS), ASSETS)
+    except BaseException:
+        if old is not None:
+            manifest.write_bytes(old)
+        raise
+    print(f"wrote {ASSETS / SUITE_CONFIG} and {manifest}")
+
+
+def space_name(fingerprint: str) -> str:
+    """``token space 5f47e588828f``, plus which bundled suite it was when it is a retired one."""
+    retired = RETIRED_SUITES.get(fingerprint)
+    name = f"token space {str(fingerprint)[:12]}"
+    return name if retired is None else f"{name} (bundled suite version {retired[0]}, unitok {retired[1]})"
+
+
+def retired_advice(fingerprint: str) -> str:
+    """What to do with ids from an earlier bundled suite ('' for any other fingerprint)."""
+    retired = RETIRED_SUITES.get(fingerprint)
+    if retired is None:
+        return ""
+    version, release, changed = retired
+    return (f". Since bundled suite version {version}, {changed}. Encode the media again with this unitok (bundled "
+            f"suite version {BUNDLED_SUITE_VERSION}), or read these ids with unitok {release} "
+            f"(pip install 'unitok=={release}') or with a saved copy of that suite (unitok.load(folder))")

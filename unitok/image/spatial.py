@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from typing import Callable
@@ -64,8 +65,14 @@ class SpatialConfig:
 
 
 def spatial_part(cfg: SpatialConfig) -> SpatialConfig:
-    """The :class:`SpatialConfig` inside a config that extends it (an ``ImageTokenizerConfig``)."""
-    return SpatialConfig(**{f.name: getattr(cfg, f.name) for f in fields(SpatialConfig)})
+    """The :class:`SpatialConfig` inside a config that extends it (an ``ImageTokenizerConfig``),
+    without a multi-scale quantizer's ``plane_prior``: that describes the codes one trained model
+    gives (how often each level occurs), not the network, so a model built from this config (a
+    video tokenizer inflated from an image one) does not inherit it."""
+    out = SpatialConfig(**{f.name: getattr(cfg, f.name) for f in fields(SpatialConfig)})
+    if getattr(out.quantizer, "plane_prior", ()):
+        out.quantizer = dataclasses.replace(out.quantizer, plane_prior=())
+    return out
 
 
 # -- the 2-D layers -----------------------------------------------------------------------------------
@@ -191,12 +198,13 @@ class SpatialCodec:
                 raise ConfigError(f"decoding at {bits} bits needs a bitwise quantizer (kind 'bitwise'), "
                                   f"this tokenizer's is {self.spatial_config.quantizer.kind!r}")
             return self.quantizer.decode(maps, bits=bits)
+        if planes is not None and not hasattr(getattr(self.quantizer, "quantizer", None), "decode_planes"):
+            raise ConfigError(f"decoding bit planes needs a multi-scale FSQ quantizer, this tokenizer's is "
+                              f"{self.spatial_config.quantizer.kind!r}")
         if not self.multiscale:
-            if planes is not None:
-                raise ConfigError("decoding bit planes needs a multi-scale FSQ quantizer")
             return self.quantizer.decode(maps[0])
         grid = None if pixels is None else self.grid(*pixels)
-        return self.quantizer.decode(maps, grid, planes=planes)
+        return self.quantizer.decode(maps, grid, **({} if planes is None else {"planes": planes}))
 
     def _maps(self, codes) -> list[torch.Tensor]:
         """Public codes (tensors or arrays) -> maps on the model's device."""

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import ConfigError, TokenSequenceError
 from ..sequence import TokenSequence
 from ..space import BEGIN, END
+from ..suiteinfo import retired_advice, space_name
 from .body import body
 
 # What a token is, per position (``TokenMeta.role``).
@@ -86,9 +87,9 @@ def annotate(seq, *, tok=None) -> TokenMeta:
     suite_ = suite(tok)
     if fingerprint is not None and fingerprint != suite_.space.fingerprint:
         which = "the bundled suite (tok=None)" if tok is None else "the suite given as tok="
-        raise ConfigError(f"the token sequence was made with token space {fingerprint[:12]}, but {which} has "
+        raise ConfigError(f"the token sequence was made with {space_name(fingerprint)}, but {which} has "
                           f"{suite_.space.fingerprint[:12]}; pass the suite that made the ids, e.g. "
-                          f"lm.annotate(seq, tok=unitok.load(folder))")
+                          f"lm.annotate(seq, tok=unitok.load(folder)){retired_advice(fingerprint)}")
     return _Walk(suite_, ids).run()
 
 

@@ -17,6 +17,7 @@ from ..errors import ConfigError, UnitokError
 from ..files import read_json_file
 from ..progress import Progress
 from ..space import MANIFEST_VERSION, check_space_version
+from ..suiteinfo import retired_advice, space_name
 from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, LOCK_FILE, RUN_FILE, Document, ShardContent, Skipped,
                      canonical_json, complete_shards, id_dtype, owned_paths, shard_name, write_atomic, write_shard)
 from .local import LocalEngine
@@ -139,8 +140,9 @@ def _differences(old: dict, new: dict) -> list[str]:
             if key == "inputs" and isinstance(old.get(key), list):
                 out.extend(_input_changes(old[key], new[key]))
             elif key == "fingerprint":
-                out.append(f"{label} {str(old.get(key))[:12]} vs {str(new.get(key))[:12]} (another suite or a "
-                           f"changed tokenizer)")
+                out.append(f"{label}: the run used {space_name(old.get(key))}, this suite is "
+                           f"{str(new.get(key))[:12]} (another suite or a changed tokenizer"
+                           f"{retired_advice(old.get(key)) or ''})")
             else:
                 out.append(f"{label} {canonical_json(old.get(key))} vs {canonical_json(new.get(key))}")
     return out

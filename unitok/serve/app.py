@@ -24,6 +24,7 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
+from .. import __version__
 from .config import ServeConfig
 from .metrics import Metrics
 from .pool import Pool, QueueFull, WorkerDied
@@ -108,7 +109,7 @@ def create_app(cfg: ServeConfig | None = None) -> FastAPI:
         yield
         await pool.stop()
 
-    app = FastAPI(title="unitok", version="0.2.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="unitok", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.pool, app.state.metrics, app.state.config = pool, metrics, cfg
     limit = _BodyLimit(None, cfg.max_body_bytes)
 

@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from ray import serve   # this module is the [ray] extra's: it is imported only for --engine ray
 
+from .. import __version__
 from ..errors import ConfigError
 from .app import JSON, _modality, _multipart, audio_line, encode_key, stream_ids
 from .config import ServeConfig
@@ -144,7 +145,7 @@ def build_app(cfg: ServeConfig, *, replicas=1, gpus_per_replica: float = 0.0, cp
     device = "cuda" if gpus_per_replica > 0 else cfg.device
     spec = {"suite": cfg.suite, "device": device, "threads": cfg.threads, "limits": dict(cfg.limits),
             "plugins": tuple(cfg.plugins), "loader": cfg.loader}
-    api = FastAPI(title="unitok", version="0.2.0", docs_url=None, redoc_url=None)
+    api = FastAPI(title="unitok", version=__version__, docs_url=None, redoc_url=None)
 
     @serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0},
                       max_ongoing_requests=max(64, cfg.max_queue))

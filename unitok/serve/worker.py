@@ -15,6 +15,7 @@ import traceback
 import numpy as np
 
 from ..errors import ConfigError, LimitError, MediaError, TokenSequenceError, UnitokError
+from ..suiteinfo import retired_advice, space_name
 from .wire import dump_decoded, load_document
 
 _LIMIT_MARKS = ("(MediaLimits.", "UniTokenizer.max_tokens")   # what a size-limit message names
@@ -133,9 +134,9 @@ class Server:
         try:
             fingerprint = req.get("fingerprint")
             if fingerprint is not None and fingerprint != self.tok.space.fingerprint:
-                return error_body(409, "fingerprint", f"the ids were made with token space {str(fingerprint)[:12]}, "
-                                                      f"this server's is {self.tok.space.fingerprint[:12]}; decode "
-                                                      f"them with the suite that made them")
+                advice = retired_advice(fingerprint) or "; decode them with the suite that made them"
+                return error_body(409, "fingerprint", f"the ids were made with {space_name(str(fingerprint))}, "
+                                                      f"this server's is {self.tok.space.fingerprint[:12]}{advice}")
             ids = req.get("ids")
             if not isinstance(ids, list):
                 raise TokenSequenceError("'ids' must be a list of integers")

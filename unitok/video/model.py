@@ -226,9 +226,9 @@ class VideoTokenizer(SpatialCodec, MediaTokenizer):
     def inflate_from(self, image) -> "VideoTokenizer":
         """Copy an image tokenizer's weights into this model's 2-D layers and quantizer (the
         temporal layers keep their identity initialisation); returns ``self``."""
-        theirs_cfg = spatial_part(image.cfg)
+        theirs_cfg, mine_cfg = spatial_part(image.cfg), spatial_part(self.cfg.spatial)
         for f in fields(SpatialConfig):
-            theirs, mine = getattr(theirs_cfg, f.name), getattr(self.cfg.spatial, f.name)
+            theirs, mine = getattr(theirs_cfg, f.name), getattr(mine_cfg, f.name)
             if theirs != mine:
                 raise ConfigError(f"cannot inflate: the image tokenizer's {f.name} is {theirs!r}, this video "
                                   f"config has spatial.{f.name} = {mine!r}")
