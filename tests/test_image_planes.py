@@ -86,6 +86,8 @@ def test_planes_are_refused_where_they_do_not_exist():
 def test_the_prior_is_checked_and_stays_out_of_fingerprints_when_empty():
     with pytest.raises(ConfigError, match="plane_prior must hold 72"):
         MultiScaleConfig({"kind": "fsq", "levels": [8, 8, 8]}, (4, 2, 1), plane_prior=(0.5,) * 8)
+    with pytest.raises(ConfigError, match="plane_prior must hold 72 finite"):
+        MultiScaleConfig({"kind": "fsq", "levels": [8, 8, 8]}, (4, 2, 1), plane_prior=(float("nan"),) * 72)
     assert "plane_prior" not in id_config(tiny().cfg)["quantizer"]
     assert "plane_prior" in id_config(tiny(prior=[1 / 8] * 72).cfg)["quantizer"]
 

@@ -33,16 +33,21 @@ def test_truncate_leaves_the_finer_scales_out():
     assert not torch.equal(m.decode(image_rate.truncate(full, 1), (32, 32)), m.decode(full, (32, 32)))
 
 
-def test_benchmark_writes_one_row_per_scale(tmp_path):
-    tiny().save_pretrained(tmp_path / "ms")
-    tiny(multiscale=False).save_pretrained(tmp_path / "single")
+def run_benchmark(tmp_path, model: ImageTokenizer, seed: int, size: tuple[int, int]) -> str:
+    """The benchmark on one random picture of ``size`` for ``model``, every scale; RESULTS.md's text."""
+    model.save_pretrained(tmp_path / "ms")
     (tmp_path / "heldout").mkdir()
-    g = torch.Generator().manual_seed(0)
-    Image(torch.randint(0, 256, (3, 300, 280), dtype=torch.uint8, generator=g)).save(tmp_path / "heldout" / "a.png")
+    g = torch.Generator().manual_seed(seed)
+    Image(torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=g)).save(tmp_path / "heldout" / "a.png")
     results = tmp_path / "RESULTS.md"
     assert image_rate.main(["--checkpoint", str(tmp_path / "ms"), "--heldout", str(tmp_path / "heldout"),
                             "--random-crops", "0", "--min-scale", "1", "--results", str(results)]) == 0
-    text = results.read_text()
+    return results.read_text()
+
+
+def test_benchmark_writes_one_row_per_scale(tmp_path):
+    tiny(multiscale=False).save_pretrained(tmp_path / "single")
+    text = run_benchmark(tmp_path, tiny(), 0, (300, 280))
     assert "## Image: variable rate from one model (first k scales)" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and " of 3 |" in line]
     assert len(rows) == 3 and "WebP PSNR @ same bpp" in text
@@ -55,14 +60,8 @@ def test_benchmark_writes_one_row_per_scale(tmp_path):
 def test_bit_plane_rows_fill_the_rates_between_scales(tmp_path):
     """FSQ with 4 levels per channel (2 bits): each scale also decodes from its top bit, at
     channels * 1 bit per token for that scale, and every row's rate lies between its neighbours."""
-    tiny(levels=(4, 4, 4)).save_pretrained(tmp_path / "ms")
-    (tmp_path / "heldout").mkdir()
-    g = torch.Generator().manual_seed(1)
-    Image(torch.randint(0, 256, (3, 260, 270), dtype=torch.uint8, generator=g)).save(tmp_path / "heldout" / "a.png")
-    results = tmp_path / "RESULTS.md"
-    assert image_rate.main(["--checkpoint", str(tmp_path / "ms"), "--heldout", str(tmp_path / "heldout"),
-                            "--random-crops", "0", "--min-scale", "1", "--results", str(results)]) == 0
-    rows = [line.split("|") for line in results.read_text().splitlines() if line.startswith("| ") and " of 3" in line]
+    text = run_benchmark(tmp_path, tiny(levels=(4, 4, 4)), 1, (260, 270))
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| ") and " of 3" in line]
     assert [r[2].strip() for r in rows] == [f"{k} of 3{p}" for k in (1, 2, 3) for p in (", top 1 of 2 bits", "")]
     bpp = [float(r[4]) for r in rows]
     assert bpp == sorted(bpp) and len(set(bpp)) == 6

@@ -63,9 +63,10 @@ class MultiScaleConfig(BaseQuantizerConfig):
         self.plane_prior = tuple(float(p) for p in self.plane_prior)
         levels = tuple(getattr(self.quantizer, "levels", ()))
         want = len(self.scales) * len(levels) * max(levels, default=0)
-        if self.plane_prior and (len(self.plane_prior) != want or min(self.plane_prior) < 0):
-            raise ConfigError(f"quantizer.plane_prior must hold {want} non-negative frequencies (scales x levels "
-                              f"of every channel), got {len(self.plane_prior)}")
+        if self.plane_prior and (len(self.plane_prior) != want
+                                 or not all(math.isfinite(p) and p >= 0 for p in self.plane_prior)):
+            raise ConfigError(f"quantizer.plane_prior must hold {want} finite, non-negative frequencies (scales x "
+                              f"levels of every channel), got {len(self.plane_prior)} values")
 
     @property
     def dim(self) -> int:
@@ -164,9 +165,10 @@ class MultiScaleQuantizer(Quantizer):
                       for s in schedule[len(codes):]]
         if len(codes) != len(schedule) or any(tuple(c.shape[-2:]) != s for c, s in zip(codes, schedule)):
             raise ValueError(f"a {H}x{W} latent needs scales {schedule}, got {[tuple(c.shape[-2:]) for c in codes]}")
-        finest = max((i for i, c in enumerate(codes) if bool((c != MISSING).any())), default=-1)
+        finest = -1
         if planes is not None:
             self._check_planes(planes)
+            finest = max((i for i, c in enumerate(codes) if bool((c != MISSING).any())), default=-1)
         f_hat = None
         with fp32(codes[-1].device.type):
             for i, (idx, g) in enumerate(zip(codes, self._gain_index(H, W))):
