@@ -469,23 +469,25 @@ def versus_opus_rows(report: AudioReport, category: str) -> list[dict]:
             continue
         line = {"tokenizer": row["codec"], "target kbps": row["target kbps"], "kbps": row["kbps"],
                 "Opus kbps": o["kbps"]}
-        for title in ("mel distance", "STOI"):
-            ours, theirs = row[title], o[title]
+        for title, key in (("mel distance", "mel distance"), ("STOI", "STOI"), ("PESQ", "PESQ (WB)")):
+            ours, theirs = row[key], o[key]
             line[title] = f"{fmt(ours, 3)} / {fmt(theirs, 3)}"
+            line[f"{title} (tokenizer)"] = ours
             if ours is None or theirs is None:
                 line[f"{title} winner"] = "n/a"
             else:
                 better = ours < theirs if title == "mel distance" else ours > theirs
                 line[f"{title} winner"] = "tokenizer" if better else ("tie" if ours == theirs else OPUS)
-            curve = [r for r in opus_rows if r[title] is not None]
+            curve = [r for r in opus_rows if r[key] is not None]
             line[f"Opus {title} @ same kbps"] = interpolate(np.array([r["kbps"] for r in curve]),
-                                                           np.array([r[title] for r in curve]), row["kbps"])
+                                                           np.array([r[key] for r in curve]), row["kbps"])
         out.append(line)
     return out
 
 
 VERSUS_COLUMNS = ("tokenizer", "target kbps", "kbps", "Opus kbps", "mel distance", "mel distance winner",
-                  "Opus mel distance @ same kbps", "STOI", "STOI winner", "Opus STOI @ same kbps")
+                  "Opus mel distance @ same kbps", "STOI", "STOI winner", "Opus STOI @ same kbps", "PESQ",
+                  "PESQ winner", "Opus PESQ @ same kbps")
 
 
 def audio_usage_lines(report: AudioReport) -> list[str]:
@@ -503,10 +505,25 @@ def audio_usage_lines(report: AudioReport) -> list[str]:
     return lines
 
 
+def _same_spend_lines(row: dict, category: str, pesq_margin: float) -> list[str]:
+    """Issue 18's reading of a speech row: the tokenizer against Opus interpolated to the kbps the
+    tokenizer really spent (mel distance and STOI at least as good, PESQ within ``pesq_margin``)."""
+    cols = {t: (row[f"{t} (tokenizer)"], row[f"Opus {t} @ same kbps"]) for t in ("mel distance", "STOI", "PESQ")}
+    if any(o is None or m is None for m, o in cols.values()):
+        return [f"- {row['tokenizer']} against Opus at its own spent {row['kbps']:.3f} kbps on {category}: n/a "
+                "(outside the rates Opus reached, or a metric is not installed)"]
+    (mel, o_mel), (st, o_st), (pq, o_pq) = cols.values()
+    return [f"- {row['tokenizer']} at least Opus's mel distance and STOI at its own spent {row['kbps']:.3f} kbps on "
+            f"{category} (Opus interpolated): {'yes' if mel <= o_mel and st >= o_st else 'no'} (mel {mel:.3f} / "
+            f"{o_mel:.3f}, STOI {st:.3f} / {o_st:.3f})",
+            f"- {row['tokenizer']} PESQ within {pesq_margin:g} of Opus's at that rate: "
+            f"{'yes' if pq >= o_pq - pesq_margin else 'no'} ({pq:.2f} / {o_pq:.2f}, {pq - o_pq:+.2f})"]
+
+
 def acceptance_lines(report: AudioReport, *, target: float = 6.0, speed: float = 20.0,
-                     memory_gib: float = 2.0) -> list[str]:
-    """Issue 4's acceptance criteria, each with the measured numbers (a reading aid, no verdict
-    beyond the arithmetic)."""
+                     memory_gib: float = 2.0, pesq_margin: float = 0.3) -> list[str]:
+    """Issues 4 and 18's acceptance criteria, each with the measured numbers (a reading aid, no
+    verdict beyond the arithmetic)."""
     lines = []
     for cat in report.categories:
         for row in versus_opus_rows(report, cat):
@@ -518,6 +535,8 @@ def acceptance_lines(report: AudioReport, *, target: float = 6.0, speed: float =
             ok = all(w in good for w in wins)
             lines.append(f"- {row['tokenizer']} {need} Opus at {target:g} kbps on {cat} (mel distance, STOI): "
                          f"{'yes' if ok else 'no'} (mel {row['mel distance']}, STOI {row['STOI']}; tokenizer / Opus)")
+            if cat == "speech":
+                lines += _same_spend_lines(row, cat, pesq_margin)
     for row in report.throughput:
         if row["device"] == "cpu":
             v = row["encode+decode x real time"]
@@ -579,10 +598,11 @@ def render_audio_section(report: AudioReport, *, command: str, heldout: str, rer
             body += ["", f"Scored clips where fewer than all: {', '.join(gaps)} (the same clips for every codec "
                          "where the reference decides; a silent reconstruction also has no PESQ)."]
     body += ["", "### Against Opus at the same target rate", "",
-             "mel distance and STOI as tokenizer / Opus asked for the same target; the winner is the better of the "
-             "two (lower mel distance, higher STOI). Opus spends more than asked at low targets (its kbps column), "
-             "which favours it, so \"@ same kbps\" also gives Opus's numbers interpolated linearly along all its "
-             "points at the kbps the tokenizer really spent (n/a outside the range Opus reached). The mel "
+             "mel distance, STOI and PESQ as tokenizer / Opus asked for the same target; the winner is the better of "
+             "the two (lower mel distance, higher STOI and PESQ). Opus spends more or less than asked (its kbps "
+             "column: more at low targets, less at 6 kbps on speech), so \"@ same kbps\" also gives Opus's numbers "
+             "interpolated linearly along all its points at the kbps the tokenizer really spent (n/a outside the "
+             "range Opus reached): that is the comparison at equal spend. The mel "
              "distance weighs every mel band alike on a log scale, so a codec that drops the upper bands (libopus "
              "narrows its audio bandwidth at low rates) pays for it there more than in STOI or PESQ.", ""]
     for cat in cats:
@@ -592,6 +612,10 @@ def render_audio_section(report: AudioReport, *, command: str, heldout: str, rer
              "rate):", "", *audio_usage_lines(report)]
     if plots and "rd" in plots:
         body += ["", f"![rate-quality: mel distance and STOI vs kbps]({rel_to(plots['rd'], results_dir)})"]
+    if plots and "spectrograms" in plots:
+        body += ["", "Log-mel spectrograms of one clip per category, side by side (the reference, each tokenizer at "
+                 "the highest rate all of them reached, and Opus asked for the same rate; one colour scale per row):",
+                 "", f"![log-mel spectrograms: reference, tokenizers, Opus]({rel_to(plots['spectrograms'], results_dir)})"]
     seconds = report.throughput[0]["audio s"] if report.throughput else 0
     body += ["", "### Throughput", "",
              "The codec's batched `encode` (wav [1, 1, N] -> codes) and `decode` (codes -> wav) of one "
@@ -612,7 +636,7 @@ def render_audio_section(report: AudioReport, *, command: str, heldout: str, rer
                  "(Python, torch, the model, the input samples themselves); the column before it is the same "
                  "mark just before encoding starts.", "",
                  markdown_table(AUDIO_MEMORY_COLUMNS, report.memory, _audio_cell, AUDIO_TEXT_COLUMNS)]
-    body += ["", "### Issue 4 acceptance, as measured", "", *acceptance_lines(report), "",
+    body += ["", "### Acceptance of issues 4 and 18, as measured", "", *acceptance_lines(report), "",
              f"To rerun with another audio tokenizer folder (e.g. the retrained model): `{rerun}`"]
     return "\n".join(body)
 
@@ -655,6 +679,66 @@ def plot_audio_rd(report: AudioReport, path: Path) -> Path | None:
             ax.set_title(f"held-out {cat}")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7)
+    return save_figure(plt, fig, path)
+
+
+def _spectrogram_clip(report: AudioReport, category: str) -> Clip | None:
+    """The category's clip the spectrogram figure shows: the first one of at least 2 s (or the
+    longest), so every reader's figure shows the same audio."""
+    picks = [report.clips[i] for i in report.indices(category)]
+    if not picks:
+        return None
+    long = [c for c in picks if c.seconds >= 2.0]
+    return long[0] if long else max(picks, key=lambda c: c.seconds)
+
+
+def plot_audio_spectrograms(report: AudioReport, path: Path, *, kbps: float | None = None,
+                            seconds: float = 3.0) -> Path | None:
+    """Side-by-side log-mel spectrograms: one row per category (its ``_spectrogram_clip``, the
+    first ``seconds``), columns the reference, each tokenizer at ``kbps`` (default: the highest
+    target that every tokenizer reached) and Opus asked for the same rate, all on one colour scale
+    per row."""
+    plt = pyplot(warn=True)
+    if plt is None:
+        return None
+    reached = [{r.target_kbps for r in report.runs if r.codec == c.name} for c in report.candidates]
+    kbps = kbps if kbps is not None else max(set.intersection(*reached) if reached else set(), default=6.0)
+    window = 1024                        # 43 ms; 128 mel bands, a hop of 256 samples
+    mels = metrics.MelSpectrograms(AUDIO_RATE, windows=(window,), mels=(128,))
+    rows = [(cat, clip) for cat in report.categories if (clip := _spectrogram_clip(report, cat)) is not None]
+    if not rows:
+        return None
+    n = round(seconds * AUDIO_RATE)
+    with tempfile.TemporaryDirectory() as tmp:
+        panels = []
+        for cat, clip in rows:
+            wav = clip.wav[:n]
+            row = [("reference", wav)]
+            for cand in report.candidates:
+                levels = levels_for(cand.codec, kbps)
+                if levels is not None:
+                    row.append((f"{cand.name}, {cand.codec.bitrate(levels) / 1000:g} kbps",
+                                codec_round_trip(cand.codec, wav, levels)[0]))
+            y, payload, _ = opus_round_trip(wav, kbps, Path(tmp) / "clip.opus")
+            row.append((f"Opus asked {kbps:g} kbps (spent {payload * 8 / (len(wav) / AUDIO_RATE) / 1000:.1f})", y))
+            panels.append((cat, clip, [(label, mels(x[None].float())[0][0].numpy()) for label, x in row]))
+    cols = max(len(p[2]) for p in panels)
+    fig, axes = plt.subplots(len(panels), cols, figsize=(3.6 * cols, 2.9 * len(panels)), dpi=100, squeeze=False)
+    for r, (cat, clip, specs) in enumerate(panels):
+        lo, hi = float(np.percentile(specs[0][1], 2)), float(specs[0][1].max())
+        for c in range(cols):
+            ax = axes[r, c]
+            if c >= len(specs):
+                ax.axis("off")
+                continue
+            label, spec = specs[c]
+            ax.imshow(spec, origin="lower", aspect="auto", vmin=lo, vmax=hi, cmap="magma",
+                      extent=(0, spec.shape[1] * window / 4 / AUDIO_RATE, 0, spec.shape[0]))
+            ax.set_title(label if c else f"{cat}: {clip.name} ({label})", fontsize=7)
+            ax.set_xlabel("s", fontsize=7)
+            ax.set_ylabel("mel band" if c == 0 else "", fontsize=7)
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
     return save_figure(plt, fig, path)
 
 
@@ -707,7 +791,9 @@ def bench_audio(args: argparse.Namespace) -> tuple[Section, dict[str, Path]]:
     opus = sorted(set(args.kbps) | set(args.opus_extra_kbps or ()))
     report = run_audio(candidates, clips, kbps=args.kbps, opus_kbps=opus, threads=args.threads,
                        repeat=args.repeat, rtf_seconds=args.rtf_seconds, memory_minutes=args.memory_minutes)
-    plots = draw_plots(report, args.plots, {"rd": (plot_audio_rd, "audio_rd.png")}, write=not args.no_write)
+    plots = draw_plots(report, args.plots, {"rd": (plot_audio_rd, "audio_rd.png"),
+                                           "spectrograms": (plot_audio_spectrograms, "audio_spectrograms.png")},
+                       write=not args.no_write)
     rerun = ("OMP_NUM_THREADS=1 python benchmarks/reconstruction.py --modality audio --no-suite "
              "--checkpoint DIR")
     body = render_audio_section(report, command=command_line(), rerun=rerun, plots=plots,

@@ -19,6 +19,7 @@ from unitok.audio import (AudioTokenizer, AudioTokenizerConfig, ISTFTDecoder, SE
 from unitok.checkpoint import load_pretrained
 from unitok.layout import PAD, CodecDepth, Delay
 from unitok.metrics import MelSpectrograms, mel_distance, si_sdr
+from unitok.nn.audio import ISTFTHead
 from unitok.nn.audio_losses import stft_loss
 from unitok.quantize import ResidualQuantizer, ResidualQuantizerConfig, RFSQConfig, RVQConfig
 
@@ -467,6 +468,37 @@ def test_configs_parse_and_build(name):
     if name not in ("audio_large", "audio_12hz"):
         n = sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
         assert n * 2 < 8e6                                        # fp16 checkpoint under 8 MB
+
+
+def test_head_spectrum_losses_are_zero_for_the_signal_itself():
+    """The phase and consistency losses compare the iSTFT head's own spectrum with the target's on
+    the head's frames: the target's spectrum, given to the head, gives the target back."""
+    recipe = _recipe()
+    head = ISTFTHead(4, 64, 16)
+    loss = recipe.HeadSpectrumLoss(64, 16)
+    x = torch.randn(2, 16 * 12)
+    S = loss.spectrum(x, 12 + head.lookahead)
+    y = head._overlap_add(torch.fft.irfft(S, n=64, dim=1) * head.window[:, None])
+    L = head.lookahead * head.hop
+    assert torch.allclose(head._normalise(y[:, L:y.shape[-1] - L])[:, 0], x, atol=1e-5)
+    proj = torch.cat([S.abs().clamp_min(1e-9).log(), S.angle() + 2 * math.pi], 1)      # a whole turn is no error
+    phase, consistency = loss(proj, x, x)
+    assert float(phase) < 1e-4 and float(consistency) < 1e-3
+    noisy = torch.cat([S.abs().clamp_min(1e-9).log(), S.angle() + torch.randn_like(S.real)], 1)
+    assert float(loss(noisy, x, x)[0]) > 1.0
+
+
+def test_recipe_phase_losses_train_and_need_the_istft_decoder(tmp_path):
+    recipe = _recipe()
+    over = {"log": {"out_dir": str(tmp_path / "run"), "val_every": 1000}, "train": {"steps": 6},
+            "loss": {"phase": 0.5, "consistency": 0.5, "gan_start": 1000}}
+    cfg = recipe.load_config(ROOT / "recipes" / "configs" / "audio_tiny.yaml", over)
+    assert recipe.train(cfg)["steps"] == 6
+    logged = [line for line in (tmp_path / "run" / "log.txt").read_text().splitlines() if line.startswith("step 6 ")]
+    assert logged and " phase 0.0000 " not in logged[0] and " cons 0.0000 " not in logged[0]
+    over["model"] = {"encoder": "seanet", "decoder": "seanet"}
+    with pytest.raises(ConfigError, match="inverse-STFT decoder"):
+        recipe.train(recipe.load_config(ROOT / "recipes" / "configs" / "audio_tiny.yaml", over))
 
 
 def test_recipe_rejects_unknown_options(tmp_path):

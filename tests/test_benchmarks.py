@@ -323,9 +323,11 @@ def test_audio_benchmark_end_to_end(tmp_path, audio_model, capsys):
     assert section.count("codebook") and f"{name}, music, 8 levels: L0 " in section and "L7 " in section
     assert "| cpu | 1 |" in section and "`tok.encode(Audio)`" in section
     assert section.count(" x real time") >= 3
-    assert "### Issue 4 acceptance, as measured" in section and "--checkpoint DIR" in out
+    assert "### Acceptance of issues 4 and 18, as measured" in section and "--checkpoint DIR" in out
     if _has_matplotlib():                       # the plot needs the bench extra
         assert (plots / "audio_rd.png").stat().st_size > 1000
+        assert (plots / "audio_spectrograms.png").stat().st_size > 1000
+        assert "![log-mel spectrograms" in section
 
 
 def test_audio_report_numbers(audio_model):
@@ -343,6 +345,19 @@ def test_audio_report_numbers(audio_model):
     assert report.throughput == [] and report.memory == []
     versus = audio_bench.versus_opus_rows(report, "music")
     assert len(versus) == 1 and versus[0]["mel distance winner"] in ("tokenizer", "Opus", "tie")
+
+
+def test_audio_acceptance_reads_opus_at_the_spent_rate():
+    row = {"tokenizer": "t", "kbps": 6.02, "mel distance (tokenizer)": 0.365, "Opus mel distance @ same kbps": 1.086,
+           "STOI (tokenizer)": 0.777, "Opus STOI @ same kbps": 0.751, "PESQ (tokenizer)": 1.90,
+           "Opus PESQ @ same kbps": 2.97}
+    same, pesq_line = audio_bench._same_spend_lines(row, "speech", 0.3)
+    assert "6.020 kbps" in same and ": yes (mel 0.365 / 1.086, STOI 0.777 / 0.751)" in same
+    assert pesq_line.endswith("PESQ within 0.3 of Opus's at that rate: no (1.90 / 2.97, -1.07)")
+    assert audio_bench._same_spend_lines({**row, "PESQ (tokenizer)": 2.70}, "speech", 0.3)[1].startswith(
+        "- t PESQ within 0.3 of Opus's at that rate: yes")
+    outside, = audio_bench._same_spend_lines({**row, "Opus PESQ @ same kbps": None}, "speech", 0.3)
+    assert outside.endswith(": n/a (outside the rates Opus reached, or a metric is not installed)")
 
 
 def test_audio_command_needs_an_audio_tokenizer(tmp_path, audio_model):
