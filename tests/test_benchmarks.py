@@ -18,6 +18,7 @@ from unitok import Image, UniTokenizer
 from unitok.testing import ToyImage, ToyImageConfig
 
 import audio as audio_bench          # benchmarks/audio.py (found through pytest's pythonpath)
+import audio_phase
 import image as image_bench
 import reconstruction
 import report as bench_report
@@ -358,6 +359,23 @@ def test_audio_acceptance_reads_opus_at_the_spent_rate():
         "- t PESQ within 0.3 of Opus's at that rate: yes")
     outside, = audio_bench._same_spend_lines({**row, "Opus PESQ @ same kbps": None}, "speech", 0.3)
     assert outside.endswith(": n/a (outside the rates Opus reached, or a metric is not installed)")
+
+
+def test_audio_phase_hybrids_swap_magnitudes_and_phases():
+    x = _tone(0.7, 5)                                            # 16800 samples: not a whole number of hops
+    spec = audio_phase.stft(x, 640, 320)
+    assert torch.allclose(audio_phase.istft(spec, len(x), 640, 320), x, atol=1e-5)
+    y = 0.5 * torch.roll(x, 37)                                  # half as loud, shifted: other phases
+    out = audio_phase.hybrids(x, y, 640, 320)
+    assert list(out) == list(audio_phase.VARIANTS) and torch.equal(out["codec"], y)
+    assert torch.allclose(out["reference, resynthesised"], x, atol=1e-5)
+    level = lambda s: float(s.pow(2).mean().sqrt())                                # noqa: E731
+    # magnitudes decide the level, phases the waveform
+    assert level(out["reference magnitudes, codec phases"]) > 1.6 * level(out["codec magnitudes, reference phases"])
+    corr = lambda a, b: float(torch.dot(a, b) / (a.norm() * b.norm()))             # noqa: E731
+    assert corr(out["codec magnitudes, reference phases"], x) > 0.9
+    assert corr(out["reference magnitudes, codec phases"], y) > 0.9
+    assert abs(corr(out["reference magnitudes, random phases"], x)) < 0.2
 
 
 def test_audio_command_needs_an_audio_tokenizer(tmp_path, audio_model):
