@@ -249,13 +249,19 @@ class HeadSpectrumLoss(torch.nn.Module):
     complex-spectrum loss does).
 
     consistency: the head's spectrum against the STFT of its own output on the same frames
-    (log-magnitude L1, spectrum-magnitude weighted): frames whose phases disagree cancel in the
-    overlap-add (the bundled codec lost 2.4 dB that way), and this names that loss directly."""
+    (log-magnitude L1, spectrum-magnitude weighted), over the frames that lie wholly inside the
+    output: frames whose phases disagree cancel in the overlap-add (the bundled codec lost 2.4 dB
+    that way), and this names that loss directly.
 
-    def __init__(self, n_fft: int, hop: int):
+    ``advance``: the head's per-bin phase advance when it predicts phase increments
+    (``ISTFTHead.advance``, ``phase: increment``); the phases compared are then the running sums the
+    head builds from them. None for absolute phases."""
+
+    def __init__(self, n_fft: int, hop: int, advance: torch.Tensor | None = None):
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.register_buffer("advance", None if advance is None else advance.detach().clone(), persistent=False)
 
     def spectrum(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         """[B, N] -> the STFT [B, F, frames] on the head's frames (zeros outside the signal)."""
@@ -267,6 +273,8 @@ class HeadSpectrumLoss(torch.nn.Module):
 
     def forward(self, proj: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_mag, phase = proj.float().chunk(2, 1)
+        if self.advance is not None:
+            phase = torch.cumsum(phase.double() + self.advance[:, None], -1).float()
         T = proj.shape[-1]
         target = self.spectrum(x, T)
         w = target.abs().pow(0.5)
@@ -278,8 +286,9 @@ class HeadSpectrumLoss(torch.nn.Module):
         ip = weighted(phase - phi, w)
         gd = weighted(phase.diff(dim=1) - phi.diff(dim=1), torch.minimum(w[:, 1:], w[:, :-1]))
         iaf = weighted(phase.diff(dim=2) - phi.diff(dim=2), torch.minimum(w[..., 1:], w[..., :-1]))
-        own = self.spectrum(y, T).abs()
-        pred = log_mag.clamp(max=8.0).exp()
+        inside = slice(self.n_fft // self.hop - 1, y.shape[-1] // self.hop)     # frames wholly in [0, N)
+        own = self.spectrum(y, T).abs()[..., inside]
+        pred = log_mag.clamp(max=8.0).exp()[..., inside]
         wc = pred.detach().pow(0.5)
         consistency = (wc * ((own + 1e-5).log() - (pred + 1e-5).log()).abs()).sum() / (wc.sum() + 1e-8)
         return ip + gd + iaf, consistency
@@ -406,7 +415,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         head = getattr(raw_model.decoder, "head", None)
         if head is None:
             raise ConfigError("loss.phase and loss.consistency need the inverse-STFT decoder (model.decoder: istft)")
-        head_loss = HeadSpectrumLoss(head.n_fft, head.hop).to(device)
+        head_loss = HeadSpectrumLoss(head.n_fft, head.hop, head.advance if head.phase == "increment" else None).to(device)
         head.proj.register_forward_hook(lambda module, args, out: head_out.__setitem__("proj", out))
     mels = MelSpectrograms(rate).to(device)
     envelope = EnvelopeCorrelationLoss(rate).to(device) if lc["envelope"] > 0 else None

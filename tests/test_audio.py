@@ -486,6 +486,12 @@ def test_head_spectrum_losses_are_zero_for_the_signal_itself():
     assert float(phase) < 1e-4 and float(consistency) < 1e-3
     noisy = torch.cat([S.abs().clamp_min(1e-9).log(), S.angle() + torch.randn_like(S.real)], 1)
     assert float(loss(noisy, x, x)[0]) > 1.0
+    # a head that predicts increments: the phases compared are its running sums
+    inc = ISTFTHead(4, 64, 16, phase="increment")
+    steps = torch.diff(S.angle(), dim=-1, prepend=torch.zeros_like(S.angle()[..., :1])) - inc.advance[:, None]
+    proj = torch.cat([S.abs().clamp_min(1e-9).log(), steps], 1)
+    assert float(recipe.HeadSpectrumLoss(64, 16, inc.advance)(proj, x, x)[0]) < 1e-3
+    assert float(loss(proj, x, x)[0]) > 1.0                       # read as absolute phases they are wrong
 
 
 def test_recipe_phase_losses_train_and_need_the_istft_decoder(tmp_path):
