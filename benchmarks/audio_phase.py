@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from audio import AUDIO_RATE, codec_round_trip, load_audio_heldout
 from report import RESULTS, ROOT, Section, command_line, machine_description, publish, rel
@@ -31,24 +30,24 @@ VARIANTS = ("reference, resynthesised", "codec", "reference magnitudes, codec ph
             "codec magnitudes, reference phases", "reference magnitudes, random phases")
 
 
+def _head(n_fft: int, hop: int):
+    """An inverse-STFT head used only for its framing: :meth:`ISTFTHead.analyse` and
+    :meth:`ISTFTHead.synthesise` are each other's inverse on the decoder's own frames."""
+    from unitok.nn.audio import ISTFTHead
+
+    return ISTFTHead(1, n_fft, hop)
+
+
 def stft(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-    """[N] -> [F, frames]: frames start ``n_fft - hop`` samples before the signal (zeros outside),
-    so every sample is covered by ``n_fft / hop`` frames."""
-    pad = n_fft - hop
-    x = F.pad(x.float(), (pad, pad + (-len(x)) % hop))
-    return torch.fft.rfft(x.unfold(0, n_fft, hop) * torch.hann_window(n_fft), dim=-1).T
+    """[N] -> [F, frames]: the head's frames over the whole signal (``n_fft / hop`` frames cover
+    every sample)."""
+    head = _head(n_fft, hop)
+    return head.analyse(x[None], -(-len(x) // hop) + head.lookahead)[0]
 
 
 def istft(spec: torch.Tensor, n: int, n_fft: int, hop: int) -> torch.Tensor:
-    """The inverse of :func:`stft` (windowed overlap-add divided by the summed squared window) -> [n]."""
-    window = torch.hann_window(n_fft)
-    frames = torch.fft.irfft(spec.T, n=n_fft, dim=-1) * window                 # [frames, n_fft]
-    T = frames.shape[0]
-    length = (T - 1) * hop + n_fft
-    out = F.fold(frames.T[None], (1, length), (1, n_fft), stride=(1, hop))[0, 0, 0]
-    norm = F.fold(window.pow(2)[:, None].expand(n_fft, T)[None], (1, length), (1, n_fft), stride=(1, hop))[0, 0, 0]
-    pad = n_fft - hop
-    return (out / norm.clamp_min(1e-8))[pad:pad + n]
+    """The inverse of :func:`stft` -> [n]."""
+    return _head(n_fft, hop).synthesise(spec[None])[0, 0, :n]
 
 
 def hybrids(x: torch.Tensor, y: torch.Tensor, n_fft: int, hop: int, seed: int = 0) -> dict[str, torch.Tensor]:

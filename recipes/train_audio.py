@@ -54,6 +54,7 @@ from unitok.checkpoint import config_to_dict
 from unitok.errors import ConfigError
 from unitok.metrics import MelSpectrograms, loudness_change, mel_distance, pesq, si_sdr, stoi
 from unitok.nn import hinge_d_loss, hinge_g_loss
+from unitok.nn.audio import ISTFTHead
 from unitok.nn.audio_losses import (EnvelopeCorrelationLoss, MultiScaleSTFTDiscriminator, feature_matching_loss,
                                     stft_loss)
 from unitok.train import (Logger, ddp_shutdown, export_checkpoint, load_training_state, lr_at, read_config,
@@ -253,28 +254,22 @@ class HeadSpectrumLoss(torch.nn.Module):
     output: frames whose phases disagree cancel in the overlap-add (the bundled codec lost 2.4 dB
     that way), and this names that loss directly.
 
-    ``advance``: the head's per-bin phase advance when it predicts phase increments
-    (``ISTFTHead.advance``, ``phase: increment``); the phases compared are then the running sums the
-    head builds from them. None for absolute phases."""
+    When the head predicts phase increments (``phase: increment``), the phases compared are the
+    running sums it builds from them."""
 
-    def __init__(self, n_fft: int, hop: int, advance: torch.Tensor | None = None):
+    def __init__(self, head: ISTFTHead):
         super().__init__()
-        self.n_fft, self.hop = n_fft, hop
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        self.register_buffer("advance", None if advance is None else advance.detach().clone(), persistent=False)
+        self.head = head
+        self.n_fft, self.hop = head.n_fft, head.hop
 
     def spectrum(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        """[B, N] -> the STFT [B, F, frames] on the head's frames (zeros outside the signal)."""
-        pad = self.n_fft - self.hop
-        need = (frames - 1) * self.hop + self.n_fft - pad - x.shape[-1]
-        x = torch.nn.functional.pad(x.float(), (pad, max(need, 0)))
-        chunks = x.unfold(-1, self.n_fft, self.hop)[:, :frames]
-        return torch.fft.rfft(chunks * self.window, dim=-1).transpose(1, 2)
+        """[B, N] -> the STFT [B, F, frames] on the head's frames (``ISTFTHead.analyse``)."""
+        return self.head.analyse(x, frames)
 
     def forward(self, proj: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_mag, phase = proj.float().chunk(2, 1)
-        if self.advance is not None:
-            phase = torch.cumsum(phase.double() + self.advance[:, None], -1).float()
+        if self.head.phase == "increment":
+            phase = torch.cumsum(phase.double() + self.head.advance[:, None], -1).float()
         T = proj.shape[-1]
         target = self.spectrum(x, T)
         w = target.abs().pow(0.5)
@@ -415,7 +410,7 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         head = getattr(raw_model.decoder, "head", None)
         if head is None:
             raise ConfigError("loss.phase and loss.consistency need the inverse-STFT decoder (model.decoder: istft)")
-        head_loss = HeadSpectrumLoss(head.n_fft, head.hop, head.advance if head.phase == "increment" else None).to(device)
+        head_loss = HeadSpectrumLoss(head)
         head.proj.register_forward_hook(lambda module, args, out: head_out.__setitem__("proj", out))
     mels = MelSpectrograms(rate).to(device)
     envelope = EnvelopeCorrelationLoss(rate).to(device) if lc["envelope"] > 0 else None

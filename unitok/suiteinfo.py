@@ -123,23 +123,6 @@ def cached_description(folder: str | Path):
         return None
 
 
-if __name__ == "__main__":
-    from . import load
-
-    # the old manifest describes the components before retraining: set it aside while the suite
-    # loads (a load checks the components against it), and put it back if the load fails
-    manifest = ASSETS / SPACE_MANIFEST
-    old = manifest.read_bytes() if manifest.exists() else None
-    manifest.unlink(missing_ok=True)
-    try:
-        write_suite_files(load(ASSETS), ASSETS)
-    except BaseException:
-        if old is not None:
-            manifest.write_bytes(old)
-        raise
-    print(f"wrote {ASSETS / SUITE_CONFIG} and {manifest}")
-
-
 def space_name(fingerprint: str) -> str:
     """``token space 5f47e588828f``, plus which bundled suite it was when it is a retired one."""
     retired = RETIRED_SUITES.get(fingerprint)
@@ -156,3 +139,20 @@ def retired_advice(fingerprint: str) -> str:
     return (f". Since bundled suite version {version}, {changed}. Encode the media again with this unitok (bundled "
             f"suite version {BUNDLED_SUITE_VERSION}), or read these ids with unitok {release} "
             f"(pip install 'unitok=={release}') or with a saved copy of that suite (unitok.load(folder))")
+
+
+if __name__ == "__main__":
+    from . import load
+
+    # the old manifest describes the components before retraining: set it aside while the suite
+    # loads (a load checks the components against it), and put it back if the load fails
+    manifest = ASSETS / SPACE_MANIFEST
+    old = manifest.read_bytes() if manifest.exists() else None
+    manifest.unlink(missing_ok=True)
+    try:
+        write_suite_files(load(ASSETS), ASSETS)
+    except BaseException:
+        if old is not None:
+            manifest.write_bytes(old)
+        raise
+    print(f"wrote {ASSETS / SUITE_CONFIG} and {manifest}")

@@ -226,6 +226,25 @@ class ISTFTHead(nn.Module):
         self.register_buffer("window", window, persistent=False)
         self.register_buffer("envelope", envelope, persistent=False)
 
+    def analyse(self, wav: torch.Tensor, frames: int) -> torch.Tensor:
+        """The inverse of :meth:`synthesise`: wav [B, N] -> its spectrum [B, n_fft // 2 + 1, frames]
+        on this head's frames (frame t covers samples ``[(t + 1) * hop - n_fft, (t + 1) * hop)``,
+        zeros outside the signal) under the same window, so ``synthesise(analyse(wav, N / hop +
+        lookahead))`` gives ``wav`` back up to float rounding."""
+        pad = self.n_fft - self.hop
+        need = (frames - 1) * self.hop + self.n_fft - pad - wav.shape[-1]
+        wav = F.pad(wav.float(), (pad, max(need, 0)))
+        chunks = wav.unfold(-1, self.n_fft, self.hop)[:, :frames]
+        return torch.fft.rfft(chunks * self.window, dim=-1).transpose(1, 2)
+
+    def synthesise(self, spec: torch.Tensor) -> torch.Tensor:
+        """Complex spectra [B, n_fft // 2 + 1, T] -> waveform [B, 1, (T - lookahead) * hop]: what
+        ``forward`` does with the spectra it predicts."""
+        return self._complete(self._overlap_add(self._windowed(spec)))
+
+    def _windowed(self, spec: torch.Tensor) -> torch.Tensor:
+        return torch.fft.irfft(spec, n=self.n_fft, dim=1) * self.window[:, None]
+
     def frames(self, x: torch.Tensor, state: dict | None = None) -> torch.Tensor:
         """[B, C, T] -> windowed time-domain frames [B, n_fft, T] (float32). With increments, the
         running phase (float64, so long signals lose no precision) carries over in ``state``."""
@@ -240,7 +259,7 @@ class ISTFTHead(nn.Module):
                 state[key] = run[..., -1:]
             phase = torch.remainder(run, 2 * math.pi).float()
         spec = torch.polar(log_mag.clamp(max=8.0).exp(), phase)              # |S| <= e^8
-        return torch.fft.irfft(spec, n=self.n_fft, dim=1) * self.window[:, None]
+        return self._windowed(spec)
 
     def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
         T = frames.shape[-1]
@@ -250,10 +269,13 @@ class ISTFTHead(nn.Module):
     def _normalise(self, y: torch.Tensor) -> torch.Tensor:
         return (y.view(y.shape[0], -1, self.hop) / self.envelope).reshape(y.shape[0], 1, -1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self._overlap_add(self.frames(x))
+    def _complete(self, y: torch.Tensor) -> torch.Tensor:
+        """Overlap-added frames -> the samples every frame that covers them reached, normalised."""
         L = self.lookahead * self.hop
         return self._normalise(y[:, L:y.shape[-1] - L])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._complete(self._overlap_add(self.frames(x)))
 
     def stream(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         L = self.lookahead * self.hop
