@@ -198,9 +198,10 @@ def run_video_tokenizer(cand: Candidate, clips: Sequence[VideoClip], *, keep: Se
                         progress: bool = True, split_shots: bool = False) -> VideoRun:
     """Every clip through ``tok.encode(Video)`` -> ids -> ``tok.decode`` -> ``Video``, as a user
     calls them; the rate is counted on the ids emitted. ``split_shots``: under
-    ``Preprocess(split_shots=True)``, so a clip is one video segment per detected shot; the decoded
-    shots are joined back (``join_shots``) for scoring and the bits are those of every segment."""
-    tok = cand.tok.with_limits(preprocess=Preprocess(split_shots=True)) if split_shots else cand.tok
+    ``Preprocess(split_shots=True)`` (unitok's default since 0.4), a clip is one video segment per
+    detected shot; the decoded shots are joined back (``join_shots``) for scoring and the bits are
+    those of every segment. Without it, under ``split_shots=False``: the clip whole, one segment."""
+    tok = cand.tok.with_limits(preprocess=Preprocess(split_shots=split_shots))   # the clip whole, or shot by shot
     name = cand.name + (SHOTS_SUFFIX if split_shots else "")
     bits, tokens, structural, shots, rows, kept = [], [], [], [], [], {}
     with torch.inference_mode():
@@ -704,8 +705,9 @@ def render_video_section(report: VideoReport, *, command: str, heldout: str, plo
                  "", f"![frame grid: originals and reconstructions]({grid})"]
     if any(r.shots is not None for r in runs):
         body += ["", "### Shots split at scene cuts", "",
-                 "The same tokenizer coding each clip whole, and shot by shot: `Preprocess(split_shots=True)` "
-                 "(`--split-shots`) cuts a clip at the scene cuts `unitok.media.shots.detect_cuts` finds and codes "
+                 "The same tokenizer coding each clip whole (`Preprocess(split_shots=False)`, the rows above), and "
+                 "shot by shot: `Preprocess(split_shots=True)` (what `tok.encode` and the CLI do by default since "
+                 "unitok 0.4) cuts a clip at the scene cuts `unitok.media.shots.detect_cuts` finds and codes "
                  "each shot as its own video segment (its own key frame); the decoded shots are joined back "
                  "(`join_shots`) and scored against the whole clip, and bpp counts the codes of every segment. "
                  "Clips without a detected cut are coded exactly as before.", "",

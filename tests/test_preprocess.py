@@ -87,7 +87,9 @@ def test_encode_and_tokenize_give_the_same_bounded_ids(tmp_path):
                  "--no-progress", *args]) == 0
     ds = TokenDataset(tmp_path / "ds")
     assert ds[0]["ids"].tolist() == encoded["ids"]
-    assert json.loads((tmp_path / "ds" / "run.json").read_text())["options"]["preprocess"] == {"max_pixels": 16384}
+    assert json.loads((tmp_path / "ds" / "run.json").read_text())["options"]["preprocess"] == {"max_pixels": 16384,
+                                                                                      "split_shots": True}
+    assert main(["verify", str(tmp_path / "ds"), "--sample", "-1"]) == 0   # re-encoded under the run's policy
     tok = unitok.load()
     tok.preprocess = Preprocess(max_pixels=128 * 128)
     assert tok.encode(Image.open(tmp_path / "in" / "photo.png")).ids.tolist() == encoded["ids"]

@@ -1,10 +1,12 @@
 """Scene cuts and shots (``unitok.media.shots``) and the ``split_shots`` preprocessing option: a cut
 is found at its exact frame, pans, zooms, fast motion and noise are not cuts, short shots are not
-made, and a suite that splits shots codes one video segment per shot (off by default: ids as before)."""
+made, and a suite that splits shots codes one video segment per shot (on by default since unitok 0.4;
+a video without a cut keeps its ids, and a batch run resumes with the setting it started with)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -162,14 +164,15 @@ def suite():
 def test_split_shots_codes_one_segment_per_shot(suite):
     frames = torch.cat([pan(28, 5, 1.0), pan(29, 12, 1.0)])[..., :32, :32].contiguous()
     video = Video(frames, 25)
-    plain = suite.encode(["a clip", video])
+    whole = suite.with_limits(preprocess=Preprocess(split_shots=False))
+    plain = whole.encode(["a clip", video])
     assert [s.modality for s in plain.spans] == ["text", "video"]
-    assert suite.with_limits(preprocess=Preprocess(split_shots=False)).encode(["a clip", video]) == plain
     tok = suite.with_limits(preprocess=Preprocess(split_shots=True))
     seq = tok.encode(["a clip", video])
     assert [s.modality for s in seq.spans] == ["text", "video", "video"]
+    assert suite.encode(["a clip", video]) == seq      # the default since unitok 0.4
     # each shot is coded exactly as the shot alone would be: its own key frame, nothing from the other
-    alone = [suite.encode(Video(frames[a:b], 25)) for a, b in ((0, 5), (5, 17))]
+    alone = [whole.encode(Video(frames[a:b], 25)) for a, b in ((0, 5), (5, 17))]
     assert np.array_equal(seq.ids[seq.spans[1].start:], np.concatenate([s.ids for s in alone]))
     # the price: one latent frame more (5 + 12 frames are 2 + 4 latent frames, 17 frames 5) and one
     # more segment's begin, header and end
@@ -182,23 +185,93 @@ def test_split_shots_codes_one_segment_per_shot(suite):
     assert join_shots(parts).num_frames == 17
     # one shot: the same ids as without the option
     still = Video(pan(30, 9, 1.0)[..., :32, :32].contiguous(), 25)
-    assert tok.encode(still) == suite.encode(still)
+    assert tok.encode(still) == whole.encode(still)
+
+
+def test_tokenize_runs_record_shot_splitting_and_resume_as_they_started(tmp_path, suite):
+    """`unitok tokenize` records split_shots in run.json (on by default). A run whose run.json has no
+    such record (unitok 0.3, which coded videos whole) resumes whole without being told, its missing
+    shards coded as its kept ones; asking for shots on it is refused, as any changed option is."""
+    from unitok.pipeline import Options, TokenizeConfig, tokenize, verify
+
+    frames = torch.cat([pan(40, 6, 1.0), pan(41, 11, 1.0)])[..., :32, :32].contiguous()
+    Video(frames, 25).save(tmp_path / "cut.mp4", crf=0)
+    (tmp_path / "still").mkdir()
+    Video(pan(42, 9, 1.0)[..., :32, :32].contiguous(), 25).save(tmp_path / "still" / "still.mp4", crf=0)
+    folder = tmp_path / "suite"
+    suite.save_pretrained(folder)
+    inputs = [str(tmp_path / "cut.mp4"), str(tmp_path / "still")]
+
+    def run(out, **options):
+        cfg = TokenizeConfig(inputs, out, suite=str(folder), shard_size=1, workers=0, progress=False,
+                             resume=(out / "run.json").exists(), options=Options(preprocess=options))
+        tokenize(cfg)
+        return json.loads((out / "run.json").read_text()), unitok.data.TokenDataset(out)
+
+    recorded, ds = run(tmp_path / "new")
+    assert recorded["options"]["preprocess"] == {"split_shots": True}
+    assert [s.modality for s in ds.sequence(0).spans] == ["video", "video"]      # the cut clip, one per shot
+    recorded, whole = run(tmp_path / "whole", split_shots=False)
+    assert recorded["options"]["preprocess"] == {"split_shots": False}
+    assert [s.modality for s in whole.sequence(0).spans] == ["video"]
+    run(tmp_path / "whole")                       # resumed without the flag: stays whole
+
+    old = tmp_path / "old"                        # what unitok 0.3 left: a killed run, no record
+    shutil.copytree(tmp_path / "whole", old)
+    del recorded["options"]["preprocess"]
+    (old / "run.json").write_text(json.dumps(recorded))
+    for shard in old.glob("shard-00000.*"):  # the cut clip's shard was never written
+        shard.unlink()
+    with pytest.raises(ConfigError, match='options .*"split_shots":false.*vs.*"split_shots":true'):
+        run(old, split_shots=True)
+    _, resumed = run(old)
+    assert [s.modality for s in resumed.sequence(0).spans] == ["video"]
+    assert np.array_equal(resumed.sequence(0).ids, whole.sequence(0).ids)
+    # verify encodes the sources again as each run did, and finds each one's shots
+    for out in ("new", "whole", "old"):
+        report = verify(tmp_path / out, unitok.load(folder), sample=-1)
+        assert report.ok and report.sampled == 2, report.problems
+
+
+def test_cli_encodes_shots_and_decodes_one_video(tmp_path, suite):
+    """`unitok encode` of a video file with a cut writes one video segment per shot; `unitok decode`
+    gives one video file back, all its frames; `--no-split-shots` codes the clip whole."""
+    from unitok.cli import main
+    from unitok.sequence import TokenSequence
+
+    frames = torch.cat([pan(43, 7, 1.0), pan(44, 10, 1.0)])[..., :32, :32].contiguous()
+    Video(frames, 25).save(tmp_path / "clip.mp4", crf=0)
+    folder = tmp_path / "suite"
+    suite.save_pretrained(folder)
+    for flags, segments in (((), 2), (("--no-split-shots",), 1)):
+        tokens, out = tmp_path / f"tok{segments}", tmp_path / f"dec{segments}"
+        assert main(["encode", str(tmp_path / "clip.mp4"), "-o", str(tokens), "--suite", str(folder), *flags]) == 0
+        seq, _ = TokenSequence.read(tokens / "clip.mp4.tokens.json")
+        assert sum(s.modality == "video" for s in seq.spans) == segments
+        assert main(["decode", str(tokens), "-o", str(out), "--suite", str(folder)]) == 0
+        assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
+        assert Video.open(out / "clip.mp4").num_frames == 17
 
 
 def test_preprocess_fields_and_cli_flags():
-    assert Preprocess(split_shots=False) == Preprocess() and not Preprocess(split_shots=False).active
+    assert Preprocess(split_shots=True) == Preprocess() and not Preprocess().active
+    assert Preprocess().to_json() == {"split_shots": True}
+    off = Preprocess(split_shots=False)
+    assert off.active and off.to_json() == {"split_shots": False}
     p = Preprocess(split_shots=True, min_shot_frames=2)
     assert p.active and p.to_json() == {"split_shots": True, "min_shot_frames": 2}
-    with pytest.raises(ConfigError, match="split_shots must be true or false"):
-        Preprocess(split_shots=1)
+    for bad in (1, None, "yes"):
+        with pytest.raises(ConfigError, match="split_shots must be true or false"):
+            Preprocess(split_shots=bad)
     with pytest.raises(ConfigError, match="set split_shots=True too"):
-        Preprocess(min_shot_frames=3)
+        Preprocess(split_shots=False, min_shot_frames=3)
     with pytest.raises(ConfigError, match="min_shot_frames must be"):
         Preprocess(split_shots=True, min_shot_frames=2.5)
     parse = build_parser().parse_args
     assert preprocess_options(parse(["encode", "x", "-o", "y", "--split-shots", "--min-shot-frames", "6"])) == {
         "split_shots": True, "min_shot_frames": 6}
-    assert preprocess_options(parse(["encode", "x", "-o", "y", "--no-split-shots"])) == {}
+    assert preprocess_options(parse(["encode", "x", "-o", "y", "--no-split-shots"])) == {"split_shots": False}
+    assert preprocess_options(parse(["encode", "x", "-o", "y"])) == {}   # the default: Preprocess's
     assert preprocess_options(parse(["tokenize", "x", "-o", "y", "--split-shots"])) == {"split_shots": True}
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ConfigError, LimitError, MediaError, TokenSequenceError, UnitokError
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _LAZY = {
     "load": "tokenizer", "UniTokenizer": "tokenizer",

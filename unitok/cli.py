@@ -228,6 +228,26 @@ def _output_names(source: str, kinds: list[str], *, long: bool = False) -> list[
     return names
 
 
+def _join_shots_of_a_video(decoded: list, source: str) -> list:
+    """A token file made from one video file (or animated GIF) holds its shots as consecutive video
+    segments (shot splitting, the default): decode writes them back as one video, its sound beside
+    it as before."""
+    from .media import Video, kind_of
+    from .media.shots import join_shots
+
+    if kind_of(Path(source)) not in ("video", "image") or sum(isinstance(item, Video) for item in decoded) < 2:
+        return decoded
+    out: list = []
+    for item in decoded:
+        last = out[-1] if out else None
+        if isinstance(item, Video) and isinstance(last, Video) and \
+                (item.height, item.width, item.fps) == (last.height, last.width, last.fps):
+            out[-1] = join_shots([last, item])
+        else:
+            out.append(item)
+    return out
+
+
 def cmd_decode(args) -> int:
     from .space import TokenSpace
     from .sequence import TokenSequence
@@ -258,8 +278,9 @@ def cmd_decode(args) -> int:
                 decoded = [""]        # an empty text file encodes to no id at all; it comes back empty
             elif not decoded:
                 raise UnitokError("no parts to write (the ids decode to nothing)")
-            kinds = ["text" if isinstance(item, str) else type(item).__name__.lower() for item in decoded]
             source = _source_name(path, extra.get("source"))
+            decoded = _join_shots_of_a_video(decoded, source)
+            kinds = ["text" if isinstance(item, str) else type(item).__name__.lower() for item in decoded]
             targets = _claim(where[path].parent, source, kinds, path, claimed, originals)
             for item, kind, target in zip(decoded, kinds, targets):
                 target.parent.mkdir(parents=True, exist_ok=True)

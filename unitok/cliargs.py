@@ -45,7 +45,8 @@ _kbps = _positive(float, "kbit/s", ", e.g. 1.5, 3 or 6")   # --bitrate
 
 
 def _preprocess_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("preprocessing (before tokenizing; none by default)")
+    g = p.add_argument_group("preprocessing (before tokenizing; by default media keep their size, rate and length, "
+                                 "and videos are split at scene cuts)")
     g.add_argument("--max-pixels", type=_positive(int), metavar="N",
                    help="scale pictures and video frames larger than N pixels down to about N, keeping the aspect "
                         "ratio, sides rounded to the tokenizer's stride (Qwen2-VL's max_pixels)")
@@ -58,7 +59,9 @@ def _preprocess_args(p: argparse.ArgumentParser) -> None:
                    help="keep the first S seconds of each video and audio")
     g.add_argument("--split-shots", action=argparse.BooleanOptionalAction, default=None,
                    help="code each shot of a video (split at detected scene cuts) as its own video segment, so no "
-                        "latent mixes two shots; each shot pays its own key frame (default: off)")
+                        "latent mixes two shots; each extra shot pays its own key frame (default: on; "
+                        "--no-split-shots codes every video as one segment, as unitok before 0.4 did; a resumed "
+                        "run keeps the setting it started with)")
     g.add_argument("--min-shot-frames", type=_positive(int), metavar="N",
                    help="with --split-shots: every shot keeps at least N frames (default: 4)")
 
@@ -66,8 +69,9 @@ def _preprocess_args(p: argparse.ArgumentParser) -> None:
 def preprocess_options(args) -> dict:
     names = ("max_pixels", "min_pixels", "target_pixels", "max_fps", "max_duration", "split_shots",
              "min_shot_frames")
-    # --no-split-shots is the default: recorded like no flag at all, so a resumed run's options match
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) not in (None, False)}
+    # only what was given: a policy left out takes Preprocess's default in a new run and the recorded
+    # value in a resumed one (``Options.resuming``); --no-split-shots gives False
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def _suite_args(p: argparse.ArgumentParser) -> None:

@@ -66,7 +66,8 @@ class UniTokenizer:
         limits: ``MediaLimits`` for the media files ``encode`` opens (``pathlib.Path`` parts) and
             for the size a decoded header may ask for; see :attr:`limits`.
         preprocess: ``unitok.media.Preprocess``: the size, frame rate and duration media are
-            brought to before they are encoded (resize policies; none by default). Settable later
+            brought to before they are encoded (resize policies, none by default; a video is split
+            at its scene cuts, one segment per shot, unless ``split_shots=False``). Settable later
             (``tok.preprocess = Preprocess(max_pixels=...)``).
     """
 

@@ -12,10 +12,12 @@ many: a unified model wants a bound. The policies are those of the anchors:
 - ``max_fps``: a faster video keeps the frames nearest to a ``max_fps`` clock (its frame rate
   becomes ``max_fps``); ``max_duration``: video and audio keep their first ``max_duration`` seconds
   (a video's sound track with it).
-- ``split_shots``: a video is cut into its shots (``unitok.media.shots.detect_cuts``, every shot at
-  least ``min_shot_frames`` frames), each coded as its own video segment, so no latent mixes two
-  shots; the sound track stays one audio segment after the last shot. Each shot pays its own key
-  frame. Applied last, to the resized frames (``Preprocess.shots``).
+- ``split_shots`` (on by default since unitok 0.4): a video is cut into its shots
+  (``unitok.media.shots.detect_cuts``, every shot at least ``min_shot_frames`` frames), each coded
+  as its own video segment, so no latent mixes two shots and no shot carries a ghost of the one
+  before; the sound track stays one audio segment after the last shot. Each extra shot pays its own
+  key frame; a video without a detected cut is coded exactly as with ``split_shots=False``. Applied
+  last, to the resized frames (``Preprocess.shots``).
 
 ``MediaLimits`` is another thing: it refuses files too large to decode at all; ``Preprocess``
 shapes what was accepted. Pictures are resampled with antialiased bicubic filtering (area-correct
@@ -40,22 +42,20 @@ from .video import Video
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize, frame-rate and duration policies; every field None (the default) leaves media as
-    they are. See the module docstring."""
+    """Resize, frame-rate and duration policies (every one None by default: media keep their size,
+    rate and length) and shot splitting (on by default). See the module docstring."""
 
     max_pixels: int | None = None
     min_pixels: int | None = None
     target_pixels: int | None = None
     max_fps: float | None = None
     max_duration: float | None = None
-    split_shots: bool | None = None        # True: one video segment per shot (False is the same as None)
+    split_shots: bool = True               # one video segment per shot (False: a video is one segment)
     min_shot_frames: int | None = None     # with split_shots (None: shots.MIN_SHOT_FRAMES)
 
     def __post_init__(self):
-        if self.split_shots is not None and not isinstance(self.split_shots, bool):
+        if not isinstance(self.split_shots, bool):
             raise ConfigError(f"preprocess: split_shots must be true or false, got {self.split_shots!r}")
-        if self.split_shots is False:      # off: recorded and compared as if never set
-            object.__setattr__(self, "split_shots", None)
         if self.min_shot_frames is not None and (isinstance(self.min_shot_frames, bool)
                                                  or not isinstance(self.min_shot_frames, int)):
             raise ConfigError(f"preprocess: min_shot_frames must be a whole number, got {self.min_shot_frames!r}")
@@ -77,10 +77,11 @@ class Preprocess:
 
     @property
     def active(self) -> bool:
-        return any(getattr(self, f.name) is not None for f in fields(self))
+        """Whether any policy differs from the defaults."""
+        return any(getattr(self, f.name) != f.default for f in fields(self))
 
     def to_json(self) -> dict:
-        """The fields that are set (what ``run.json`` records)."""
+        """The fields that are set, ``split_shots`` always (what ``run.json`` records)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     # -- sizes ----------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ A causal video tokenizer codes frame 0 alone, then chunks of frames whose latent
 before them; across a hard cut that context carries the previous shot into the new one (a ghost).
 Splitting a video at its cuts and coding each shot as its own video segment (each with its own key
 frame) keeps every latent inside one shot, as unified-model data pipelines do. The price is one key
-frame (and one partly padded chunk) per extra shot.
+frame (and one partly padded chunk) per extra shot. ``unitok.media.Preprocess`` does this by default
+(``split_shots``); a video with no detected cut is coded as one segment, exactly as before.
 
 How a cut is found (ideas from PySceneDetect's content and adaptive detectors, our own measure):
 
@@ -39,14 +40,16 @@ MIN_SHOT_FRAMES = 4        # defaults of detect_cuts
 RATIO = 4.0
 MIN_CHANGE = 0.1
 WINDOW = 2
-_CHUNK = 64                # frames pooled at a time: long videos are never held in float at full size
+_CHUNK = 64                # frames compared at a time
+_CHUNK_VALUES = 1 << 24    # at most this many full-size values are in float at once (64 MB), however large the frames
 
 
 def _features(frames: torch.Tensor) -> torch.Tensor:
     """frames: [T, 3, H, W] uint8 RGB -> [T, 3, FEATURE_SIZE, FEATURE_SIZE] float YCbCr (Y in
     [0, 1], Cb and Cr in [-0.5, 0.5])."""
     out = []
-    for chunk in frames.split(_CHUNK):
+    per_chunk = max(1, min(_CHUNK, _CHUNK_VALUES // max(1, frames[0].numel())))
+    for chunk in frames.split(per_chunk):
         x = F.adaptive_avg_pool2d(chunk.float() / 255, FEATURE_SIZE)
         r, g, b = x.unbind(1)
         y = 0.299 * r + 0.587 * g + 0.114 * b

@@ -9,7 +9,7 @@ import json
 import time
 from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -22,7 +22,7 @@ from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, LOCK_FILE,
                      canonical_json, complete_shards, id_dtype, owned_paths, shard_name, write_atomic, write_shard)
 from .local import LocalEngine
 from .sources import count_records, input_facts, iter_records, resolve_inputs
-from .worker import Options, WorkerSpec, import_plugins, resolve_loader
+from .worker import Options, WorkerSpec, import_plugins, resolve_loader, upgrade_recorded
 
 ENGINES = ("local", "ray")
 
@@ -131,10 +131,27 @@ def _input_changes(old: list, new: list) -> list[str]:
     return out
 
 
+def _settled(cfg: TokenizeConfig, out: Path) -> TokenizeConfig:
+    """``cfg`` with the options a resumed run keeps from its start (``Options.resuming``): a
+    default that changed since does not stop a run that never chose. Whatever else differs is
+    reported by ``prepare_output``."""
+    run_file = out / RUN_FILE
+    if not cfg.resume or cfg.overwrite or not run_file.is_file():
+        return cfg
+    try:
+        old = read_json_file(run_file, ConfigError, "run configuration")
+    except ConfigError:
+        return cfg   # prepare_output says what is wrong with it
+    if not isinstance(old, dict):
+        return cfg
+    return replace(cfg, options=cfg.options.resuming(old.get("options")))
+
+
 def _differences(old: dict, new: dict) -> list[str]:
     what = {"inputs": "inputs", "shard_size": "shard size", "options": "options", "fingerprint":
             "tokenizer suite fingerprint", "format": "format", "version": "format version"}
     out = []
+    old = {**old, "options": upgrade_recorded(old.get("options"))}
     for key, label in what.items():
         if old.get(key) != new.get(key):
             if key == "inputs" and isinstance(old.get(key), list):
@@ -301,6 +318,7 @@ def tokenize(cfg: TokenizeConfig, *, tok=None, on_result: Callable | None = None
     if tok is None:
         tok = resolve_loader(cfg.loader)(cfg.suite, device=cfg.device)
     out = Path(cfg.output)
+    cfg = _settled(cfg, out)
     config = run_config(cfg, tok)
     with _exclusive(out):
         return _tokenize(cfg, tok, out, config, on_result, started)

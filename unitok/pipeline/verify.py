@@ -22,10 +22,11 @@ from ..checkpoint import file_sha256
 from ..errors import ConfigError, UnitokError
 from ..files import MAX_JSON_BYTES, read_json_file, read_regular_file
 from ..space import check_space_version
+from ..media import Video
 from .shards import (ERRORS_FILE, INDEX_FIELDS, INDEX_FILE, RUN_FILE, check_fields, parse_doc_line, read_manifest,
                      read_megatron_index, shard_name)
 from .sources import iter_records
-from .worker import Options, Worker
+from .worker import Options, Worker, upgrade_recorded
 
 PART_SUFFIX = {"image": ".png", "video": ".mp4", "audio": ".wav"}
 RUN_FIELDS = {"inputs": lambda v: isinstance(v, list) and all(isinstance(f, dict) and isinstance(f.get("path"), str)
@@ -112,6 +113,25 @@ def _at_rate(audio, rate: int) -> int:
     return -(-audio.num_samples * rate // audio.sample_rate)
 
 
+def _as_coded(tok, items: list) -> list:
+    """A record's parts as the suite coded them: media under its ``preprocess`` policy (where the
+    suite's stride is known here), a video as its shots, then its sound track as an audio part
+    where the suite codes audio."""
+    out = []
+    for x in items:
+        modality = "text" if isinstance(x, (str, bytes)) else type(x).__name__.lower()
+        stride = getattr(tok.media.get(modality), "pixel_stride", None)
+        if stride is not None:
+            x = tok.preprocess.apply(x, stride)
+        if isinstance(x, Video):
+            out.extend(tok.preprocess.shots(x))
+            if x.audio is not None and "audio" in tok.media:
+                out.append(x.audio)
+        else:
+            out.append(x)
+    return out
+
+
 def _compare_parts(decoded, source, spans, where: str, problems: list[str]) -> None:
     kinds = [("text" if isinstance(x, str) else type(x).__name__.lower()) for x in decoded]
     if kinds != [s.modality for s in spans]:
@@ -180,7 +200,7 @@ def verify(out: str | Path, tok, *, sample: int = 16, seed: int = 0, decode_to: 
     report.documents = len(ds)
     picks = list(range(len(ds))) if sample < 0 or sample >= len(ds) else sorted(
         random.Random(seed).sample(range(len(ds)), sample))
-    options = dict(run["options"])
+    options = dict(upgrade_recorded(run["options"]))   # a run of unitok before 0.4 coded videos whole
     if not isinstance(options.get("allowed_special"), str):
         options["allowed_special"] = tuple(options.get("allowed_special") or ())
     try:
@@ -211,7 +231,7 @@ def verify(out: str | Path, tok, *, sample: int = 16, seed: int = 0, decode_to: 
             problems.append(f"{where}: does not decode: {e}")
             continue
         if hasattr(again, "ids"):
-            _compare_parts(decoded, worker.items(record), seq.spans, where, problems)
+            _compare_parts(decoded, _as_coded(worker.tok, worker.items(record)), seq.spans, where, problems)
         if decode_to is not None:
             _write_parts(Path(decode_to), i, decoded)
         report.sampled += 1

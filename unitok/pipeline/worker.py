@@ -4,7 +4,7 @@ itself) runs, with the tokenizer suite loaded once."""
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -31,7 +31,8 @@ class Options:
     # MediaLimits fields (max_pixels, max_frames, max_seconds, ...) that differ from the defaults
     limits: tuple = ()                      # ((name, value), ...)
     confine: bool = False                   # every file a record names stays inside its input (--confine)
-    # unitok.media.Preprocess fields (max_pixels, target_pixels, max_fps, max_duration, ...) that are set
+    # unitok.media.Preprocess fields (max_pixels, target_pixels, max_fps, max_duration, split_shots, ...)
+    # that were given; the others take Preprocess's defaults (see ``resuming`` for a resumed run)
     preprocess: tuple = ()                  # ((name, value), ...)
     # BPE-dropout of the text (--bpe-dropout): record i is encoded with seed (seed, i), so the shards
     # are the same whatever the worker count
@@ -74,13 +75,34 @@ class Options:
         data.pop("limits")
         if self.limits:   # only when set, so run.json of runs with default limits stays as it was
             data["limits"] = dict(self.limits)
-        data.pop("preprocess")
-        if self.preprocess:
-            data["preprocess"] = dict(self.preprocess)
+        data["preprocess"] = self.media_preprocess().to_json()   # split_shots always, so a resume can tell
         if not self.bpe_dropout:   # only when used, so run.json of runs without it stays as it was
             data.pop("bpe_dropout")
             data.pop("seed")
         return data
+
+    def resuming(self, recorded) -> "Options":
+        """These options for resuming a run whose ``run.json`` recorded ``recorded`` (its
+        ``options``): unless shot splitting was chosen here, the run keeps its own choice, so a run
+        resumes as it started whatever the default is now."""
+        if "split_shots" in dict(self.preprocess):
+            return self
+        was = upgrade_recorded(recorded).get("preprocess", {}) if isinstance(recorded, dict) else {}
+        if not isinstance(was, dict) or not isinstance(was.get("split_shots"), bool):
+            return self
+        return replace(self, preprocess={**dict(self.preprocess), "split_shots": was["split_shots"]})
+
+
+def upgrade_recorded(options: dict) -> dict:
+    """``run.json``'s options as this unitok records them. Before unitok 0.4 videos were coded whole
+    unless ``split_shots`` was set, and the option was recorded only when set: a run that recorded
+    none ran with ``split_shots`` off."""
+    if not isinstance(options, dict):
+        return options
+    preprocess = options.get("preprocess", {})
+    if not isinstance(preprocess, dict) or "split_shots" in preprocess:
+        return options
+    return {**options, "preprocess": {**preprocess, "split_shots": False}}
 
 
 @dataclass(frozen=True)
