@@ -78,3 +78,33 @@ def test_files_stay_small(folder, most):
     big = {str(p.relative_to(ROOT)): n for p in _python_files(folder)
            if (n := len(p.read_text(encoding="utf-8").splitlines())) > most}
     assert not big, f"files over {most} lines: {big}"
+
+
+def test_only_media_files_need_pyav(tmp_path):
+    """PyAV is imported when a media file is read or written, not before: where it cannot be
+    imported, the bundled suite still codes tensors, the training code imports, and opening an
+    audio file says what is missing."""
+    import os
+    import subprocess
+    import sys
+    import wave
+
+    with wave.open(str(tmp_path / "tone.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000), w.writeframes(b"\x00\x10" * 800)
+    script = """
+import sys
+sys.modules["av"] = None   # `import av` raises ImportError from here on
+import torch, unitok, unitok.train
+tok = unitok.load()
+picture = unitok.Image(torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)))
+assert tok.decode(tok.encode(["a picture", picture]))[1].width == 64
+try:
+    unitok.Audio.open(sys.argv[1])
+except unitok.MediaError as e:
+    assert "needs PyAV" in str(e) and "pip install av" in str(e), e
+else:
+    raise SystemExit("opened an audio file without PyAV")
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "tone.wav")], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

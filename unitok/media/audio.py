@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-import av
 import numpy as np
 import torch
 
 from ..errors import MediaError
+from ._av import av, lib_errors
 from .convert import _as_tensor
-from .inputs import (_LIB_ERRORS, _USE, Source, _decoder_of, _Demuxer, _first_audio_stream, _holds,
+from .inputs import (_USE, Source, _decoder_of, _Demuxer, _first_audio_stream, _holds,
                      _Input, _open_container, _resolve, _stream_seconds, _why)
 from .limits import (DEFAULT_LIMITS, MediaLimits, _check_audio_format, _check_decoded_bytes,
                      _check_seconds)
@@ -100,7 +100,7 @@ def _read_audio(container, inp: _Input, limits: MediaLimits) -> "Audio":
             collector.add(frame)
     except MediaError:
         raise
-    except _LIB_ERRORS as e:
+    except lib_errors() as e:
         raise MediaError(f"corrupt or truncated audio ({_why(e)})", inp.name) from e
     audio = collector.build()
     _check_not_truncated(stream, audio.num_samples, audio.sample_rate, inp.name)
@@ -366,7 +366,7 @@ class Audio:
                 encoder = _AudioEncoder(container, self, codec, str(p), bit_rate,
                                         sample_format if ext in (".wav", ".flac") else None)
                 encoder.finish()
-        except _LIB_ERRORS as e:
+        except lib_errors() as e:
             if isinstance(e, MediaError):
                 raise
             raise MediaError(f"cannot write audio as {ext} ({_why(e)})", str(p)) from e

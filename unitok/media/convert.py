@@ -4,11 +4,11 @@ frame formats carry alpha."""
 
 from __future__ import annotations
 
-import av
 import numpy as np
 import torch
 
 from ..errors import MediaError
+from ._av import av
 
 
 def _composite(rgba: torch.Tensor, background: tuple[int, int, int]) -> torch.Tensor:

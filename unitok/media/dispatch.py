@@ -8,9 +8,10 @@ import os
 from pathlib import Path
 
 from ..errors import LimitError, MediaError
+from ._av import lib_errors
 from .audio import Audio, _read_audio
 from .image import Image, _decode_picture_av
-from .inputs import (_LIB_ERRORS, Source, _first_video_stream, _holds, _Input, _looks_like_text,
+from .inputs import (Source, _first_video_stream, _holds, _Input, _looks_like_text,
                      _open_container, _resolve, _sniff_image)
 from .limits import DEFAULT_LIMITS, MediaLimits
 from .video import Video, _read_video
@@ -51,7 +52,7 @@ def _gif_is_animated(inp: _Input) -> bool:
                 count += packet.size > 0
                 if count > 1:
                     return True
-        except _LIB_ERRORS:
+        except lib_errors():
             return False  # let Image.open report the damage
     return False
 

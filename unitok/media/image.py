@@ -9,14 +9,14 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 
-import av
 import numpy as np
 import torch
 import torchvision.io as tvio
 
 from ..errors import MediaError
+from ._av import av, lib_errors
 from .convert import _as_tensor, _channels_first, _composite, _frame_has_alpha, _to_uint8
-from .inputs import (_LIB_ERRORS, _USE, Source, _decoder_of, _first_video_stream, _holds, _Input,
+from .inputs import (_USE, Source, _decoder_of, _first_video_stream, _holds, _Input,
                      _looks_like_text, _open_container, _resolve, _sniff_image, _why)
 from .limits import DEFAULT_LIMITS, MediaLimits, _check_picture_size
 from .output import _output_path, _write_bytes, _write_gif
@@ -212,7 +212,7 @@ class Image:
             pixels = tvio.decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
                                        mode=tvio.ImageReadMode.UNCHANGED,
                                        apply_exif_orientation=True)
-        except _LIB_ERRORS as e:
+        except lib_errors() as e:
             raise MediaError(f"corrupt or truncated {fmt} image ({_why(e)})", inp.name) from e
         if pixels.ndim == 4:  # an animated image: keep the first frame
             pixels = pixels[0]
@@ -289,7 +289,7 @@ class Image:
                 buf = io.BytesIO()
                 _write_gif(buf, [self.to_rgb().pixels.cpu().permute(1, 2, 0).numpy()], Fraction(1))
                 data = buf.getvalue()
-        except _LIB_ERRORS as e:
+        except lib_errors() as e:
             raise MediaError(f"cannot encode the image as {ext} ({_why(e)})", str(p)) from e
         _write_bytes(p, data)
 
@@ -306,7 +306,7 @@ def _decode_picture_av(inp: _Input, limits: MediaLimits) -> torch.Tensor:
             _check_picture_size(cc.width, cc.height, limits, inp.name)
         try:
             frame = next(container.decode(stream), None)
-        except _LIB_ERRORS as e:
+        except lib_errors() as e:
             raise MediaError(f"corrupt or truncated image ({_why(e)})", inp.name) from e
         if frame is None:
             raise MediaError("corrupt or truncated image: no picture could be decoded", inp.name)

@@ -1,7 +1,7 @@
 """Inputs and containers: a path or bytes checked into an ``_Input``, content sniffing (text, still
 image formats), opening a file with PyAV, demuxing with damaged-packet checks, and what an opened
 container holds (image, video or audio). The library errors that the readers turn into
-``MediaError`` are listed here too (``_LIB_ERRORS``)."""
+``MediaError`` are listed in ``_av.lib_errors``."""
 
 from __future__ import annotations
 
@@ -14,17 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Union
 
-import av
-
 from ..errors import LimitError, MediaError
+from ._av import av, lib_errors
 from .limits import MediaLimits
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview]
-
-# Exceptions that PyAV, torchvision and the OS raise for bad input. They are turned into
-# MediaError at the library boundary; anything else is a bug and is left to propagate.
-_LIB_ERRORS = (av.error.FFmpegError, OSError, RuntimeError, ValueError, EOFError, UnicodeError)
-
 
 @dataclass(frozen=True)
 class _Input:
@@ -106,7 +100,7 @@ def _open_container(inp: _Input, what: str) -> Iterator[av.container.InputContai
     try:
         target = str(inp.path) if inp.path is not None else io.BytesIO(inp.data)
         container = av.open(target, mode="r", metadata_errors="ignore")
-    except _LIB_ERRORS as e:
+    except lib_errors() as e:
         head = inp.head(4096)
         if _looks_like_text(head):
             raise MediaError(f"not {what}: the content looks like text", inp.name) from e

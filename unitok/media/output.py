@@ -10,10 +10,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
-import av
 import numpy as np
 
 from ..errors import MediaError
+from ._av import av
 
 
 def _output_path(path, kinds: dict, what: str) -> tuple[Path, str]:

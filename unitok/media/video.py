@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
 from ..errors import LimitError, MediaError
+from ._av import av, lib_errors
 from .audio import Audio, _AudioCollector, _AudioEncoder, _check_audio_stream
 from .convert import _as_tensor, _channels_first, _composite, _frame_has_alpha, _to_uint8
-from .inputs import (_LIB_ERRORS, _USE, Source, _decoder_of, _Demuxer, _first_audio_stream,
+from .inputs import (_USE, Source, _decoder_of, _Demuxer, _first_audio_stream,
                      _first_video_stream, _holds, _Input, _open_container, _resolve, _stream_seconds,
                      _why)
 from .limits import (DEFAULT_LIMITS, MediaLimits, _check_decoded_bytes, _check_picture_size,
@@ -126,7 +126,7 @@ def _read_video(container, inp: _Input, limits: MediaLimits, with_audio: bool) -
             _check_decoded_bytes(len(frames) * 3 * width * height, limits, name, "video")
     except MediaError:
         raise
-    except _LIB_ERRORS as e:
+    except lib_errors() as e:
         raise MediaError(f"corrupt or truncated video ({_why(e)})", name) from e
     if not frames:
         raise MediaError("the video stream holds no frames", name)
@@ -313,7 +313,7 @@ class Video:
                     _write_gif(str(tmp), list(hwc), self.fps)
                 else:
                     self._write(tmp, fmt, codec_name, bit_rate, crf, audio, audio_codec, str(p))
-        except _LIB_ERRORS as e:
+        except lib_errors() as e:
             if isinstance(e, MediaError):
                 raise
             raise MediaError(f"cannot write the video as {ext} with {codec_name} ({_why(e)})",
