@@ -522,3 +522,27 @@ def test_video_command_needs_a_video_tokenizer(tmp_path, video_models):
     UniTokenizer(unitok.text.load_default()).save_pretrained(tmp_path / "suite")
     with pytest.raises(SystemExit, match="has no video tokenizer.*recipes/train_video.py"):
         reconstruction.main(["--modality", "video", "--suite", str(tmp_path / "suite"), "--no-write"])
+
+
+# -- benchmarks/video_ceiling.py ---------------------------------------------------------------------
+
+def test_video_ceiling_codes_frames_as_the_image_tokenizer_does():
+    """Its "all scales" row is the image tokenizer's own encode and decode, a frame at a time; its
+    key-frame row spends the key frame's codes plus the coarser scales' for every later frame."""
+    import video_ceiling
+    from unitok.image import ImageTokenizer, ImageTokenizerConfig
+    from unitok.quantize import FSQConfig, MultiScaleConfig
+
+    torch.manual_seed(0)
+    image = ImageTokenizer(ImageTokenizerConfig(channels=8, channel_mult=(1, 2), patch=2, mid_blocks=0,
+                                                quantizer=MultiScaleConfig(FSQConfig((5, 5, 5)), scales=(4, 2, 1)))
+                           ).eval()
+    frames = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ways = video_ceiling.image_ways(image, frames)
+        codes = image.encode(frames.float() / 255)
+        own = video_ceiling._uint8(image.decode(codes, (16, 16)))
+    rec, spent = ways["intra, all scales"]
+    assert torch.equal(rec, own) and spent == 3 * (1 + 4 + 16)
+    assert ways["intra, all but the finest"][1] == 3 * (1 + 4)
+    assert ways["key frame + residuals"][1] == (1 + 4 + 16) + 2 * (1 + 4)
