@@ -19,33 +19,23 @@ Uses the validation split by default (a design question, not a reported figure o
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from report import RESULTS, ROOT, Section, command_line, machine_description, publish, rel
+from report import RESULTS, ROOT, Section, command_line, publish, rel, run_lines
 from video import load_video_heldout, run_video_anchor, video_scores
 from video_anchors import video_anchors
 
 
 def multiscale_code(quantizer, z: torch.Tensor, scales: int) -> tuple[torch.Tensor, int]:
     """The first ``scales`` scales of the multi-scale residual quantizer on ``z`` [B, D, H, W]:
-    (their partial residual sum, codes spent per item)."""
-    H, W = z.shape[-2:]
-    f_hat, tokens = torch.zeros_like(z), 0
-    schedule = list(zip(quantizer.schedule(H, W), quantizer._gain_index(H, W)))[:scales]
-    for (h, w), g in schedule:
-        r = z - f_hat
-        if (h, w) != (H, W):
-            r = F.adaptive_avg_pool2d(r, (h, w))
-        gain = quantizer.log_gain[g].exp()
-        q, _, _ = quantizer.quantizer(r * gain)
-        f_hat = f_hat + quantizer._expand(q / gain, (H, W))
-        tokens += h * w
-    return f_hat, tokens
+    (their partial residual sum, codes spent per item). Residual quantization runs coarse to
+    fine, each scale on what the ones before left, so these are the first codes of a full encode."""
+    size = tuple(z.shape[-2:])
+    codes = quantizer.encode(z)[:scales]
+    return quantizer.decode(codes, size=size), sum(int(c[0].numel()) for c in codes)
 
 
 def _uint8(x: torch.Tensor) -> torch.Tensor:
@@ -124,9 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((LABELS[way], bpp, float(np.mean(scores[way]))))
         print(f"{LABELS[way]:72s} {bpp:.4f} bpp  {rows[-1][2]:.2f} dB")
     body = "\n".join([
-        f"- Machine: {machine_description()}",
-        f"- Date: {time.strftime('%Y-%m-%d')}",
-        f"- Command: `{command_line()}`",
+        *run_lines(command_line()),
         f"- Clips: {len(clips)} of {rel(path)}, evenly spaced, {tuple(clips[0].frames.shape)}; the suite's image and "
         f"video tokenizers as they are (no training); PSNR: mean over clips of the mean per-frame PSNR, as in the "
         f"video benchmark. H.264 (libx264, as in the video benchmark) is searched to each clip's video tokenizer rate.",
