@@ -132,6 +132,27 @@ def test_short_and_odd_inputs():
         detect_cuts(two, min_shot_frames=0)
 
 
+def test_changes_are_computed_a_chunk_at_a_time(monkeypatch):
+    """Shot detection runs on every video by default, so a long clip of tiny frames must not hold
+    every frame's features at once (100,000 16x16 frames took 5.7 GB that way): chunks of at most
+    _CHUNK frames, the changes across chunk boundaries the same as computed whole."""
+    from unitok.media import shots
+
+    frames = torch.cat([to_uint8(texture(s, 40)).expand(7, -1, -1, -1) for s in range(5)])
+    frames = (frames.int() + torch.randint(-3, 4, frames.shape, generator=torch.Generator().manual_seed(0))
+              ).clamp(0, 255).to(torch.uint8)
+    x = shots._features(frames)
+    h = shots._histograms(x)
+    whole = torch.cat([torch.zeros(1), shots._pixel_change(x[:-1], x[1:]) + 0.5 * (h[1:] - h[:-1]).abs().sum((1, 2)) / 6])
+    seen = []
+    features = shots._features
+    monkeypatch.setattr(shots, "_features", lambda f: seen.append(len(f)) or features(f))
+    monkeypatch.setattr(shots, "_CHUNK", 4)
+    assert torch.allclose(shots.frame_changes(frames), whole, atol=1e-6)
+    assert max(seen) == 4 and sum(seen) == len(frames)
+    assert shots.detect_cuts(frames) == [7, 14, 21, 28]
+
+
 def test_split_and_join_shots():
     frames = torch.cat([pan(26, 7, 1.0), pan(27, 10, 1.0)])
     sound = Audio.from_array(torch.zeros(1, 800), 8000)

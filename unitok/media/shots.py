@@ -47,14 +47,10 @@ _CHUNK_VALUES = 1 << 24    # at most this many full-size values are in float at 
 def _features(frames: torch.Tensor) -> torch.Tensor:
     """frames: [T, 3, H, W] uint8 RGB -> [T, 3, FEATURE_SIZE, FEATURE_SIZE] float YCbCr (Y in
     [0, 1], Cb and Cr in [-0.5, 0.5])."""
-    out = []
-    per_chunk = max(1, min(_CHUNK, _CHUNK_VALUES // max(1, frames[0].numel())))
-    for chunk in frames.split(per_chunk):
-        x = F.adaptive_avg_pool2d(chunk.float() / 255, FEATURE_SIZE)
-        r, g, b = x.unbind(1)
-        y = 0.299 * r + 0.587 * g + 0.114 * b
-        out.append(torch.stack([y, 0.564 * (b - y), 0.713 * (r - y)], 1))
-    return torch.cat(out)
+    x = F.adaptive_avg_pool2d(frames.float() / 255, FEATURE_SIZE)
+    r, g, b = x.unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return torch.stack([y, 0.564 * (b - y), 0.713 * (r - y)], 1)
 
 
 def _pixel_change(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -92,15 +88,24 @@ def frame_changes(frames: torch.Tensor) -> torch.Tensor:
     if not isinstance(frames, torch.Tensor) or frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
         raise MediaError(f"frame_changes takes uint8 frames [T, 3, H, W], got "
                          f"{getattr(frames, 'dtype', type(frames).__name__)} {tuple(getattr(frames, 'shape', ()))}")
-    out = torch.zeros(frames.shape[0])
-    if frames.shape[0] < 2:
+    T = frames.shape[0]
+    out = torch.zeros(T)
+    if T < 2:
         return out
-    x = _features(frames)
-    pairs = [(s, min(s + _CHUNK, len(x) - 1)) for s in range(0, len(x) - 1, _CHUNK)]
-    pixel = torch.cat([_pixel_change(x[s:e], x[s + 1:e + 1]) for s, e in pairs])
-    h = _histograms(x)
-    colour = (h[1:] - h[:-1]).abs().sum((1, 2)) / 6      # half the L1 distance, averaged over 3 channels
-    out[1:] = pixel + 0.5 * colour
+    # chunk by chunk, carrying the last frame's features over: memory stays bounded whatever the
+    # length and frame size (a long clip of tiny frames would otherwise hold its features, each
+    # FEATURE_SIZE^2 floats, all at once)
+    per_chunk = max(1, min(_CHUNK, _CHUNK_VALUES // max(1, frames[0].numel())))
+    last = None
+    for start in range(0, T, per_chunk):
+        x = _features(frames[start:start + per_chunk])
+        h = _histograms(x)
+        if last is not None:
+            x, h = torch.cat([last[0], x]), torch.cat([last[1], h])
+        first = start if last is None else start - 1
+        colour = (h[1:] - h[:-1]).abs().sum((1, 2)) / 6      # half the L1 distance, averaged over 3 channels
+        out[first + 1:first + len(x)] = _pixel_change(x[:-1], x[1:]) + 0.5 * colour
+        last = (x[-1:], h[-1:])
     return out
 
 
@@ -130,12 +135,15 @@ def detect_cuts(frames: torch.Tensor, *, min_shot_frames: int = MIN_SHOT_FRAMES,
     _check_settings(min_shot_frames, ratio, min_change, window)
     change = frame_changes(frames)
     T = len(change)
-    candidates = []
-    for t in range(1, T):
-        around = torch.cat([change[max(1, t - window):t], change[t + 1:t + 1 + window]])
-        level = float(around.median()) if len(around) else 0.0
-        if change[t] >= min_change and change[t] >= ratio * max(level, FLOOR):
-            candidates.append(t)
+    # the recent motion level at t: the median change of the `window` frames on each side (frame
+    # 0 has no change of its own and is not a neighbour), fewer at the ends
+    padded = torch.full((T + 2 * window,), float("nan"))
+    padded[window + 1:window + T] = change[1:]
+    offsets = [o for o in range(-window, window + 1) if o]
+    around = torch.stack([padded[window + o:window + o + T] for o in offsets], 1)
+    level = around.nanmedian(1).values.nan_to_num(0.0).clamp_min(FLOOR)
+    hits = (change >= min_change) & (change >= ratio * level)
+    candidates = [t for t in hits.nonzero().flatten().tolist() if t >= 1]
     cuts: list[int] = []
     for t in sorted(candidates, key=lambda t: -float(change[t])):
         bounds = sorted([0, T, *cuts, t])
