@@ -60,3 +60,32 @@ def test_packed_validation_scores_the_same_clips(tmp_path):
     got = recipe.validation_clips(packed, spans, clips, length)
     assert all(torch.equal(want[c], got[c]) for c in clips)
     json.dumps(spans)   # the index is written as JSON
+
+
+images = _module(ROOT / "recipes" / "gpu" / "pack_images.py", "pack_images")
+
+
+def test_packed_crops_round_trip_through_jpeg_within_the_budget():
+    g = torch.Generator().manual_seed(2)
+    smooth = torch.nn.functional.interpolate(torch.rand(130, 3, 4, 4, generator=g), size=(16, 16), mode="bilinear")
+    crops = (smooth * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()      # [130, 16, 16, 3]
+    data, offsets = images.pack_crops(crops, budget=10_000)
+    n = len(offsets) - 1
+    assert 5 < n < 65 and offsets[-1] == len(data) <= 10_000
+    back = images.unpack_crops(data, offsets)
+    assert back.shape == (n, 16, 16, 3) and back.dtype == np.uint8
+    # each crop comes back close to its original (JPEG q95), and a small budget still takes crops
+    # from all over the array
+    error = np.array([[np.abs(c.astype(int) - b.astype(int)).mean() for c in crops] for b in back])
+    picked = error.argmin(1)
+    assert (error.min(1) < 10).all() and (np.sort(error, 1)[:, 1] > 30).all()
+    assert picked.tolist() == images.spread_order(130)[:n].tolist()
+    assert np.diff(np.sort(picked)).max() <= 2 * 130 / n and picked.max() - picked.min() > 100
+
+
+def test_spread_order_prefixes_cover_the_range():
+    order = images.spread_order(4005)
+    assert sorted(order.tolist()) == list(range(4005))
+    for n in (10, 65, 1217):
+        gaps = np.diff(np.sort(order[:n]))
+        assert gaps.max() <= 2 * 4005 / n + 1

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One call on a lent GPU machine: a training run from the bundled weights on data packed here, its
+# best weights and logs put in $OUT. Nothing is installed: the recipes import torch, torchvision,
+# numpy, PyYAML, einops and safetensors, which the machine's python3 has (PyAV is imported only to
+# read media files, which these runs do not). See recipes/gpu/README.md.
+#   MINUTES=7 bash recipes/gpu/run.sh audio    # the audio GAN fine-tune (audio_gan_gpu.yaml), carry data/gpu/audio
+#   MINUTES=7 bash recipes/gpu/run.sh image    # the image tokenizer (image_gpu.yaml), carry the packed crops
+set -euo pipefail
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+case "${1:-}" in
+  audio) config=recipes/configs/audio_gan_gpu.yaml; recipe=recipes/train_audio.py; init=unitok/assets/audio
+         run=data/train_audio_gan_gpu; data=data/gpu/audio/train_24k.npy; pack="recipes/gpu/pack_audio.py" ;;
+  image) config=recipes/configs/image_gpu.yaml; recipe=recipes/train_image.py; init=unitok/assets/image
+         run=data/train_image_gpu; data=data/gpu/images/train_256.jpeg.npz; pack="recipes/gpu/pack_images.py pack" ;;
+  *) echo "usage: bash recipes/gpu/run.sh audio|image" >&2; exit 2 ;;
+esac
+out=${OUT:-data/gpu/out}
+mkdir -p "$out/best"
+python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name())"
+[ -f "$data" ] || { echo "no $data: run python $pack --config $config here and carry it" >&2; exit 1; }
+if [ "$1" = image ]; then python3 recipes/gpu/pack_images.py unpack --config "$config"; fi
+status=0
+python3 "$recipe" --config "$config" --init "$init" --time-limit-min "${MINUTES:-7}" > "$out/train.log" 2>&1 || status=$?
+tail -n 20 "$out/train.log"
+cp "$run/log.txt" "$out/log.txt" 2>/dev/null || true
+cp "$run"/best/* "$out/best/" 2>/dev/null || true
+exit $status
