@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine: a training run from the bundled weights on data packed here, its
-# best weights and logs put in $OUT. Nothing is installed: the recipes import torch, torchvision,
-# numpy, PyYAML, einops and safetensors, which the machine's python3 has (PyAV is imported only to
-# read media files, which these runs do not). See recipes/gpu/README.md.
-#   MINUTES=7 bash recipes/gpu/run.sh audio    # the audio GAN fine-tune (audio_gan_gpu.yaml), carry data/gpu/audio
+# best weights and logs put in $OUT. The recipes import torch, torchvision, numpy, PyYAML, einops and
+# safetensors, which the machine's python3 has (PyAV is imported only to read media files, which
+# these runs do not); the audio codec's RVQ also needs vector-quantize-pytorch, whose pure-Python
+# wheels recipes/gpu/fetch_wheels.sh puts in .whl/ to be carried and installed here offline.
+# See recipes/gpu/README.md.
+#   MINUTES=7 bash recipes/gpu/run.sh audio    # the audio GAN fine-tune (audio_gan_gpu.yaml), carry data/gpu/audio and .whl
 #   MINUTES=7 bash recipes/gpu/run.sh image    # the image tokenizer (image_gpu.yaml), carry the packed crops
 set -euo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -16,6 +18,10 @@ case "${1:-}" in
 esac
 out=${OUT:-data/gpu/out}
 mkdir -p "$out/best"
+if ls .whl/*.whl > /dev/null 2>&1; then   # recipes/gpu/fetch_wheels.sh, carried as .whl
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name())"
 [ -f "$data" ] || { echo "no $data: run python $pack --config $config here and carry it" >&2; exit 1; }
 if [ "$1" = image ]; then python3 recipes/gpu/pack_images.py unpack --config "$config"; fi
