@@ -457,6 +457,9 @@ def test_configs_parse_and_build(name):
     cfg = recipe.load_config(ROOT / "recipes" / "configs" / f"{name}.yaml")
     model, disc = recipe.build(cfg, torch.device("cpu"))
     assert (disc is not None) == (cfg["loss"]["gan"] > 0 or cfg["loss"]["feature"] > 0)
+    if name in ("audio_continued", "audio_gan", "audio_gan_gpu"):   # they train the bundled weights on
+        bundled = AudioTokenizer.from_pretrained(ROOT / "unitok" / "assets" / "audio").state_dict()
+        assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in bundled.items()}
     if name == "audio_12hz":                                      # ERNIE 5.0's and Mimi's rate
         assert model.sample_rate == 24000 and model.frame_rate == 12.5
         assert {k: model.bitrates[k] for k in (6, 12, 24)} == {6: 0.75, 12: 1.5, 24: 3.0}

@@ -283,11 +283,14 @@ def _recipe():
     return mod
 
 
-@pytest.mark.parametrize("name", ["image_default", "image_large", "image_single_scale"])
+@pytest.mark.parametrize("name", ["image_default", "image_large", "image_single_scale", "image_continued", "image_gpu"])
 def test_configs_parse_and_build(name):
     recipe = _recipe()
     cfg = recipe.load_config(ROOT / "recipes" / "configs" / f"{name}.yaml")
     model, disc = recipe.build(cfg, torch.device("cpu"))
+    if name in ("image_continued", "image_gpu"):     # they train the bundled weights on: the same tensors
+        bundled = ImageTokenizer.from_pretrained(ROOT / "unitok" / "assets" / "image").state_dict()
+        assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in bundled.items()}
     if name == "image_default":
         assert model.multiscale and model.bits_per_pixel(256, 256) <= 0.25
         n = sum(p.numel() for p in model.parameters())
