@@ -24,7 +24,8 @@ spectrum (``loss.phase``: APNet's anti-wrapped phase, group-delay and instantane
 distances to the target's; ``loss.consistency``: the head's spectrum against the STFT of its
 output; :class:`HeadSpectrumLoss`), the quantizer's commitment loss, and
 after ``loss.gan_start`` steps a multi-scale STFT discriminator (hinge) with feature matching (set
-``gan`` and ``feature`` to 0 to leave it out). Quantizer dropout (in the model) trains every bitrate
+``gan`` and ``feature`` to 0 to leave it out; ``loss.disc_warmup`` trains the discriminator alone
+for that many steps first, for fine-tuning a trained codec). Quantizer dropout (in the model) trains every bitrate
 at once. Held-out validation logs mel distance, SI-SDR and loudness change (BS.1770, reconstruction
 minus reference, dB) per category and bitrate, and speech STOI / PESQ when pystoi / pesq (the bench
 extra) are installed.
@@ -73,7 +74,7 @@ DEFAULTS = {
     "loss": {"mel": 5.0, "stft": 1.0, "l1": 0.0, "envelope": 0.0, "loudness": 0.0, "phase": 0.0, "consistency": 0.0,
              "quantizer": 1.0, "gan": 1.0,
              "feature": 2.0,
-             "gan_start": 5000, "disc_lr": 2e-4, "disc_channels": 16, "disc_layers": 3,
+             "gan_start": 5000, "disc_warmup": 0, "disc_lr": 2e-4, "disc_channels": 16, "disc_layers": 3,
              "disc_n_ffts": [2048, 1024, 512]},
     "log": {"out_dir": "data/train_audio", "every": 50, "val_every": 500, "checkpoint_every_min": 5.0,
             "eval_levels": None},
@@ -510,9 +511,12 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
             rec = rec + lc["phase"] * phase + lc["consistency"] * cons
         loss = rec + lc["quantizer"] * aux
         gan_on = disc is not None and step >= lc["gan_start"]
+        # the discriminator alone for disc_warmup steps: a fresh one's gradients are noise that a
+        # trained generator would otherwise follow (its quality dips before it recovers)
+        adversarial = gan_on and step >= lc["gan_start"] + lc["disc_warmup"]
         g_loss = feat = mel.new_zeros(())
         B = x.shape[0]
-        if gan_on:
+        if adversarial:
             # real and fake in one pass (no batch statistics in the discriminator; one forward per
             # backward keeps DDP's gradient reduction simple)
             logits, feats = disc(torch.cat([x, recon]))

@@ -508,6 +508,19 @@ def test_recipe_phase_losses_train_and_need_the_istft_decoder(tmp_path):
         recipe.train(recipe.load_config(ROOT / "recipes" / "configs" / "audio_tiny.yaml", over))
 
 
+def test_recipe_disc_warmup_trains_the_discriminator_alone_first(tmp_path):
+    recipe = _recipe()
+    over = {"log": {"out_dir": str(tmp_path / "run"), "val_every": 1000, "every": 2}, "train": {"steps": 8},
+            "loss": {"gan_start": 0, "disc_warmup": 4}}
+    recipe.train(recipe.load_config(ROOT / "recipes" / "configs" / "audio_tiny.yaml", over))
+    lines = {int(line.split()[1]): line for line in (tmp_path / "run" / "log.txt").read_text().splitlines()
+             if line.startswith("step ")}
+    for step in (2, 4):          # the discriminator learns; the generator has no adversarial terms yet
+        assert " gan 0.000 feat 0.000 " in lines[step] and " d 0.000 " not in lines[step], lines[step]
+    for step in (6, 8):
+        assert " gan 0.000 " not in lines[step] and " feat 0.000 " not in lines[step], lines[step]
+
+
 def test_recipe_rejects_unknown_options(tmp_path):
     recipe = _recipe()
     bad = tmp_path / "bad.yaml"
