@@ -336,14 +336,21 @@ def main(argv=None) -> int:
     ap.add_argument("--export", metavar="DIR", help="do not train: write <out_dir>/best (or --export-from) in "
                                                     "export.dtype to DIR (e.g. unitok/assets/video) and exit")
     ap.add_argument("--export-from", metavar="DIR", help="checkpoint folder to export (default <out_dir>/best)")
+    ap.add_argument("--init-image", metavar="DIR", help="inflate from the image tokenizer in DIR (overrides "
+                                                        "init.image; ignored on --resume)")
     args = ap.parse_args(argv)
+
+    def config(path, overrides):
+        if args.init_image:
+            overrides.setdefault("init", {})["image"] = args.init_image
+        return load_config(path, overrides)
 
     def export_to(cfg: dict) -> None:
         source = export(cfg["log"]["out_dir"], args.export, cfg["export"]["dtype"], args.export_from)
         size = (Path(args.export) / "model.safetensors").stat().st_size
         print(f"exported {source} to {args.export} ({size / 1e6:.2f} MB, {cfg['export']['dtype']})")
 
-    return run_recipe(args, load_config, train, export_to if args.export else None)
+    return run_recipe(args, config, train, export_to if args.export else None)
 
 
 if __name__ == "__main__":

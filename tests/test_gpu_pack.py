@@ -1,24 +1,14 @@
 """recipes/gpu/pack_audio.py: the training audio packed small enough to travel to a GPU machine,
 in the layout the audio recipe reads, with exactly the validation clips of the full split."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-pack = _module(ROOT / "recipes" / "gpu" / "pack_audio.py", "pack_audio")
+import pack_audio as pack      # recipes/gpu/ (found through pytest's pythonpath)
+import pack_images as images
+import pack_video as video
 
 
 def _split(seed: int, lengths: dict[str, list[int]]):
@@ -62,9 +52,6 @@ def test_packed_validation_scores_the_same_clips(tmp_path):
     json.dumps(spans)   # the index is written as JSON
 
 
-images = _module(ROOT / "recipes" / "gpu" / "pack_images.py", "pack_images")
-
-
 def test_packed_crops_round_trip_through_jpeg_within_the_budget():
     g = torch.Generator().manual_seed(2)
     smooth = torch.nn.functional.interpolate(torch.rand(130, 3, 4, 4, generator=g), size=(16, 16), mode="bilinear")
@@ -89,3 +76,17 @@ def test_spread_order_prefixes_cover_the_range():
     for n in (10, 65, 1217):
         gaps = np.diff(np.sort(order[:n]))
         assert gaps.max() <= 2 * 4005 / n + 1
+
+
+def test_packed_clips_keep_whole_windows_within_the_budget():
+    g = torch.Generator().manual_seed(3)
+    smooth = torch.nn.functional.interpolate(torch.rand(40, 3, 4, 4, generator=g), size=(24, 24), mode="bilinear")
+    clips = (smooth * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy().reshape(8, 5, 24, 24, 3)
+    assert np.array_equal(video.window(clips, 3, 3, 16), video.window(clips, 3, 3, 16))   # placed by the index
+    windows = [video.window(clips, i, 3, 16) for i in range(8)]
+    data, offsets, shape = video.encode_clips(windows, budget=6_000)
+    n = (len(offsets) - 1) // 3
+    assert shape == (3, 16, 16, 3) and 0 < n < 8 and len(offsets) - 1 == 3 * n and len(data) <= 6_000
+    back = video.decode_clips(data, offsets, shape)
+    assert back.shape == (n, 3, 16, 16, 3)
+    assert all(np.abs(b.astype(int) - w.astype(int)).mean() < 10 for b, w in zip(back, windows))

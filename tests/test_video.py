@@ -370,14 +370,14 @@ def _recipe():
     return mod
 
 
-@pytest.mark.parametrize("name", ["video_default", "video_large"])
+@pytest.mark.parametrize("name", ["video_default", "video_large", "video_gpu"])
 def test_configs_parse_and_build(name):
     recipe = _recipe()
     cfg = recipe.load_config(ROOT / "recipes" / "configs" / f"{name}.yaml")
     model = VideoTokenizer(cfg["model_config"])
     assert model.downsample == 8 and model.temporal == 4 and model.multiscale
     assert model.bits_per_pixel(17, 256, 256) <= 0.1
-    if name == "video_default":
+    if name in ("video_default", "video_gpu"):
         assert sum(p.numel() for p in model.parameters()) * 2 < 8e6           # fp16 weights under 8 MB
         assert cfg["train"]["time_limit_min"] and cfg["init"]["image"] == "unitok/assets/image"
         # the model section matches the bundled image tokenizer, so inflation works
@@ -385,6 +385,13 @@ def test_configs_parse_and_build(name):
 
         if (DEFAULT_DIR / "config.json").exists():
             model.inflate_from(load_default())
+
+
+def test_init_image_flag_overrides_the_config(tmp_path, capsys):
+    recipe = _recipe()
+    assert recipe.main(["--config", str(ROOT / "recipes" / "configs" / "video_tiny.yaml"), "--out-dir",
+                        str(tmp_path / "run"), "--init-image", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: checkpoint folder not found" in capsys.readouterr().err
 
 
 def test_recipe_rejects_unknown_options(tmp_path):

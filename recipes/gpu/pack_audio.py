@@ -19,22 +19,16 @@ The paths written are the config's own ``data`` paths (``data/gpu/audio/...`` fo
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+from common import ROOT, parser, recipe as load_recipe
 
 
 def _recipe():
-    spec = importlib.util.spec_from_file_location("train_audio", ROOT / "recipes" / "train_audio.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("train_audio")
 
 
 def shares(lengths: list[int], budget: int) -> list[int]:
@@ -83,10 +77,7 @@ def pack_val(array: np.ndarray, index: list[dict], clips: dict[str, int], length
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True, help="the GPU config whose data paths to write")
-    ap.add_argument("--train-mb", type=float, default=30.0, help="size of the training subset (default: 30)")
-    ap.add_argument("--source", default="data/audio", help="folder of the full split (fetch_audio.py's output)")
+    ap = parser(__doc__, what="audio", megabytes=30.0, source="data/audio", unpack=False)
     args = ap.parse_args(argv)
     recipe = _recipe()
     cfg = recipe.load_config(args.config)

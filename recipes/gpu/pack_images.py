@@ -14,8 +14,6 @@ run by ``recipes/gpu/run.sh image``), torchvision decodes the JPEGs back into th
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -23,15 +21,9 @@ import numpy as np
 import torch
 import torchvision.io as tvio
 
-ROOT = Path(__file__).resolve().parents[2]
+from common import ROOT, parser, recipe
+
 QUALITY = 95
-
-
-def _recipe():
-    spec = importlib.util.spec_from_file_location("train_image", ROOT / "recipes" / "train_image.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def packed_path(train: str) -> Path:
@@ -70,13 +62,9 @@ def unpack_crops(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("action", choices=("pack", "unpack"))
-    ap.add_argument("--config", required=True, help="the GPU config whose data paths to write")
-    ap.add_argument("--train-mb", type=float, default=26.0, help="pack: JPEG bytes of training crops (default: 26)")
-    ap.add_argument("--source", default="data/images", help="pack: folder of the full split (fetch_images.py's)")
+    ap = parser(__doc__, what="crops as JPEG", megabytes=26.0, source="data/images")
     args = ap.parse_args(argv)
-    dc = _recipe().load_config(args.config)["data"]
+    dc = recipe("train_image").load_config(args.config)["data"]
     train, val = ROOT / dc["train"], ROOT / dc["val"]
     if args.action == "unpack":
         packed = np.load(packed_path(dc["train"]))

@@ -7,6 +7,7 @@
 # See recipes/gpu/README.md.
 #   MINUTES=7 bash recipes/gpu/run.sh audio    # the audio GAN fine-tune (audio_gan_gpu.yaml), carry data/gpu/audio and .whl
 #   MINUTES=7 bash recipes/gpu/run.sh image    # the image tokenizer (image_gpu.yaml), carry the packed crops
+#   MINUTES=7 IMAGE=DIR bash recipes/gpu/run.sh video   # video_gpu.yaml inflated from DIR (default: the bundled image)
 set -euo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 case "${1:-}" in
@@ -14,8 +15,12 @@ case "${1:-}" in
          run=data/train_audio_gan_gpu; data=data/gpu/audio/train_24k.npy; pack="recipes/gpu/pack_audio.py" ;;
   image) config=recipes/configs/image_gpu.yaml; recipe=recipes/train_image.py; init=unitok/assets/image
          run=data/train_image_gpu; data=data/gpu/images/train_256.jpeg.npz; pack="recipes/gpu/pack_images.py pack" ;;
-  *) echo "usage: bash recipes/gpu/run.sh audio|image" >&2; exit 2 ;;
+  video) config=recipes/configs/video_gpu.yaml; recipe=recipes/train_video.py; init=${IMAGE:-unitok/assets/image}
+         run=data/train_video_gpu; data=data/gpu/video/train_clips.jpeg.npz; pack="recipes/gpu/pack_video.py pack" ;;
+  *) echo "usage: bash recipes/gpu/run.sh audio|image|video" >&2; exit 2 ;;
 esac
+flag=--init
+if [ "$1" = video ]; then flag=--init-image; fi   # video: the image tokenizer it is inflated from
 out=${OUT:-data/gpu/out}
 mkdir -p "$out/best"
 if ls .whl/*.whl > /dev/null 2>&1; then   # recipes/gpu/fetch_wheels.sh, carried as .whl
@@ -24,9 +29,12 @@ if ls .whl/*.whl > /dev/null 2>&1; then   # recipes/gpu/fetch_wheels.sh, carried
 fi
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name())"
 [ -f "$data" ] || { echo "no $data: run python $pack --config $config here and carry it" >&2; exit 1; }
-if [ "$1" = image ]; then python3 recipes/gpu/pack_images.py unpack --config "$config"; fi
+case "$1" in
+  image) python3 recipes/gpu/pack_images.py unpack --config "$config" ;;
+  video) python3 recipes/gpu/pack_video.py unpack --config "$config" ;;
+esac
 status=0
-python3 "$recipe" --config "$config" --init "$init" --time-limit-min "${MINUTES:-7}" > "$out/train.log" 2>&1 || status=$?
+python3 "$recipe" --config "$config" "$flag" "$init" --time-limit-min "${MINUTES:-7}" > "$out/train.log" 2>&1 || status=$?
 tail -n 20 "$out/train.log"
 cp "$run/log.txt" "$out/log.txt" 2>/dev/null || true
 cp "$run"/best/* "$out/best/" 2>/dev/null || true
