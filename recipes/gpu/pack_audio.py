@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     cfg = recipe.load_config(args.config)
     dc = cfg["data"]
     src = ROOT / args.source
-    missing = [p for p in ("train_24k.npy", "train_index.json", "val_24k.npy", "val_index.json") if not (src / p).exists()]
+    names = ("train_24k.npy", "train_index.json", "val_24k.npy", "val_index.json")
+    missing = [p for p in names if not (src / p).exists()]
     if missing:
         print(f"{src} lacks {', '.join(missing)}: run python recipes/data/fetch_audio.py first", file=sys.stderr)
         return 1

@@ -3,10 +3,12 @@
 The image recipe reads uint8 crops [N, 256, 256, 3] (``data/images/train_256.npy``, 787 MB): too
 large for the 64 MiB that travels with the repository. Here (``pack``), crops of the training
 split are stored as JPEG at quality 95 (about 19 KB a crop, 36 dB from the original: far
-above what the tokenizer reconstructs, so the artefacts do not shape training) until ``--train-mb``
-is spent (taken from all over the array, whatever the budget), and the first ``val_limit`` validation crops are stored as they are. There (``unpack``,
-run by ``recipes/gpu/run.sh image``), torchvision decodes the JPEGs back into the array the config's
-``data.train`` names; PyAV is not needed.
+above what the tokenizer reconstructs, so the artefacts do not shape training) until
+``--train-mb`` is spent (taken from all over the array, whatever the budget), and ``val_limit``
+validation crops, evenly spaced over the split (so over its pictures: the recipe itself would take
+the first ones), are stored as they are. There (``unpack``, run by ``recipes/gpu/run.sh image``),
+torchvision decodes the JPEGs back into the array the config's ``data.train`` names; PyAV is not
+needed.
 
     python recipes/gpu/pack_images.py pack --config recipes/configs/image_gpu.yaml [--train-mb 26]
     python recipes/gpu/pack_images.py unpack --config recipes/configs/image_gpu.yaml
@@ -80,12 +82,12 @@ def main(argv=None) -> int:
     data, offsets = pack_crops(np.load(src / "train_256.npy", mmap_mode="r"), int(args.train_mb * 1e6))
     train.parent.mkdir(parents=True, exist_ok=True)
     np.savez(packed_path(dc["train"]), data=data, offsets=offsets)
-    limit = dc["val_limit"]
-    val_crops = np.asarray(np.load(src / "val_256.npy", mmap_mode="r")[:limit] if limit else
-                           np.load(src / "val_256.npy"))
+    full = np.load(src / "val_256.npy", mmap_mode="r")
+    picks = np.unique(np.linspace(0, len(full) - 1, min(dc["val_limit"] or len(full), len(full))).round().astype(int))
+    val_crops = np.stack([np.asarray(full[i]) for i in picks])
     np.save(val, val_crops)
     print(f"train: {len(offsets) - 1} crops as JPEG q{QUALITY}, {data.nbytes / 1e6:.1f} MB -> "
-          f"{packed_path(dc['train']).relative_to(ROOT)}; val: the first {len(val_crops)} crops, "
+          f"{packed_path(dc['train']).relative_to(ROOT)}; val: {len(val_crops)} crops evenly spaced over the split, "
           f"{val.stat().st_size / 1e6:.1f} MB -> {val.relative_to(ROOT)}")
     return 0
 

@@ -71,7 +71,8 @@ def main(argv=None) -> int:
         return 0
     src = ROOT / args.source
     if not (src / "train_256.npy").exists() or not (src / "val_256.npy").exists():
-        print(f"{src} lacks train_256.npy or val_256.npy: run python recipes/data/fetch_video.py first", file=sys.stderr)
+        print(f"{src} lacks train_256.npy or val_256.npy: run python recipes/data/fetch_video.py first",
+              file=sys.stderr)
         return 1
     train = np.load(src / "train_256.npy", mmap_mode="r")
     val = recipe.validation_clips(np.load(src / "val_256.npy", mmap_mode="r"), dc["val_limit"], dc["val_frames"],
