@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine: a training run from the bundled weights on data packed here, its
-# best weights and logs put in $OUT. The recipes import torch, torchvision, numpy, PyYAML, einops and
-# safetensors, which the machine's python3 has (PyAV is imported only to read media files, which
+# best and final weights and the logs put in $OUT. The recipes import torch, torchvision, numpy,
+# PyYAML, einops and safetensors, which the machine's python3 has (PyAV is imported only to read media files, which
 # these runs do not); the audio codec's RVQ also needs vector-quantize-pytorch, whose pure-Python
 # wheels recipes/gpu/fetch_wheels.sh puts in .whl/ to be carried and installed here offline.
 # See recipes/gpu/README.md.
@@ -22,7 +22,7 @@ esac
 flag=--init
 if [ "$1" = video ]; then flag=--init-image; fi   # video: the image tokenizer it is inflated from
 out=${OUT:-data/gpu/out}
-mkdir -p "$out/best"
+mkdir -p "$out/best" "$out/final"
 if ls .whl/*.whl > /dev/null 2>&1; then   # recipes/gpu/fetch_wheels.sh, carried as .whl
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     export PYTHONPATH="/tmp/site:$PYTHONPATH"
@@ -38,4 +38,6 @@ python3 "$recipe" --config "$config" "$flag" "$init" --time-limit-min "${MINUTES
 tail -n 20 "$out/train.log"
 cp "$run/log.txt" "$out/log.txt" 2>/dev/null || true
 cp "$run"/best/* "$out/best/" 2>/dev/null || true
+cp "$run"/final/* "$out/final/" 2>/dev/null || true   # the end state too: best/ is chosen by mel distance or PSNR,
+                                                       # which a GAN run may not improve while PESQ does
 exit $status
