@@ -23,6 +23,7 @@ the batch-size and queue metrics live in the replicas (Ray's own metrics), not i
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 
@@ -41,10 +42,18 @@ MEDIA_POOLS = ("image", "video", "audio")
 
 
 class Tokenizers:
-    """One replica of a pool: a loaded suite (``worker.Server``) answering batched calls."""
+    """One replica of a pool: a loaded suite (``worker.Server``) answering batched calls.
+
+    Ray Serve runs the batched ``encode`` on the replica's event loop and ``decode`` and ``stream``
+    on worker threads, so they would run torch at the same time in one process; they take turns
+    (``_turn``) instead. Two torch computations from two threads at once, each with its own
+    intra-op threads, were seen to spin without end on a busy 2-core machine (both threads in a
+    convolution for over 20 minutes); a replica's parallelism is its intra-op threads, and more
+    replicas add more."""
 
     def __init__(self, spec: dict, max_batch: int, max_wait_s: float):
         self.server = load_server(spec)
+        self._turn = threading.Lock()
         self.encode.set_max_batch_size(max_batch)
         self.encode.set_batch_wait_timeout_s(max_wait_s)
 
@@ -60,26 +69,33 @@ class Tokenizers:
         for i, (key, _) in enumerate(calls):
             groups.setdefault(key, []).append(i)
         for members in groups.values():
-            for i, answer in zip(members, self.server.encode([calls[i][1] for i in members])):
+            with self._turn:
+                encoded = self.server.encode([calls[i][1] for i in members])
+            for i, answer in zip(members, encoded):
                 answers[i] = answer
         return answers
 
     def decode(self, request: dict) -> tuple[int, bytes]:
-        return self.server.decode([request])[0]
+        with self._turn:
+            return self.server.decode([request])[0]
+
+    def _stream(self, op: str, sid: str, arg):
+        with self._turn:
+            return self.server.stream(op, sid, arg)
 
     def stream(self, levels: int | None, lines: list, failure: tuple | None):
         """A whole streamed audio decode: ``lines`` (ids each) -> first the opening's ``(status,
         body)``, then the answer's NDJSON lines as ``app._audio_lines`` writes them; ``failure``:
         the error line to end with (a line of the body that did not parse)."""
         sid = uuid.uuid4().hex
-        opened = self.server.stream("stream_open", sid, {"levels": levels})
+        opened = self._stream("stream_open", sid, {"levels": levels})
         yield opened
         if opened[0] != 200:
             return
         total = 0
         try:
             for ids in lines:
-                status, data = self.server.stream("stream_push", sid, ids)
+                status, data = self._stream("stream_push", sid, ids)
                 if status != 200:
                     yield data + b"\n"
                     return
@@ -89,7 +105,7 @@ class Tokenizers:
             if failure is not None:
                 yield failure[1] + b"\n"
                 return
-            status, data = self.server.stream("stream_close", sid, None)
+            status, data = self._stream("stream_close", sid, None)
             if status != 200:
                 yield data + b"\n"
                 return
