@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,3 +34,12 @@ def parser(doc: str, *, what: str, megabytes: float, source: str, unpack: bool =
                     help=f"pack: bytes of training {what} (default: {megabytes:g} MB)")
     ap.add_argument("--source", default=source, help="pack: folder of the full split")
     return ap
+
+
+def lacks(src: Path, names, fetch: str) -> bool:
+    """Whether the full split ``src`` misses any of ``names``; if so, says which and how to fetch
+    them (``fetch``: the script under recipes/data)."""
+    missing = [n for n in names if not (src / n).exists()]
+    if missing:
+        print(f"{src} lacks {', '.join(missing)}: run python recipes/data/{fetch} first", file=sys.stderr)
+    return bool(missing)

@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from common import ROOT, parser, recipe as load_recipe
+from common import ROOT, lacks, parser, recipe as load_recipe
 
 
 def _recipe():
@@ -83,10 +83,7 @@ def main(argv=None) -> int:
     cfg = recipe.load_config(args.config)
     dc = cfg["data"]
     src = ROOT / args.source
-    names = ("train_24k.npy", "train_index.json", "val_24k.npy", "val_index.json")
-    missing = [p for p in names if not (src / p).exists()]
-    if missing:
-        print(f"{src} lacks {', '.join(missing)}: run python recipes/data/fetch_audio.py first", file=sys.stderr)
+    if lacks(src, ("train_24k.npy", "train_index.json", "val_24k.npy", "val_index.json"), "fetch_audio.py"):
         return 1
     train = np.load(src / "train_24k.npy", mmap_mode="r")
     val = np.load(src / "val_24k.npy", mmap_mode="r")

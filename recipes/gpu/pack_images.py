@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torchvision.io as tvio
 
-from common import ROOT, parser, recipe
+from common import ROOT, lacks, parser, recipe
 
 QUALITY = 95
 
@@ -75,9 +75,7 @@ def main(argv=None) -> int:
         print(f"unpacked {len(crops)} crops -> {train.relative_to(ROOT)}")
         return 0
     src = ROOT / args.source
-    if not (src / "train_256.npy").exists() or not (src / "val_256.npy").exists():
-        print(f"{src} lacks train_256.npy or val_256.npy: run python recipes/data/fetch_images.py first",
-              file=sys.stderr)
+    if lacks(src, ("train_256.npy", "val_256.npy"), "fetch_images.py"):
         return 1
     data, offsets = pack_crops(np.load(src / "train_256.npy", mmap_mode="r"), int(args.train_mb * 1e6))
     train.parent.mkdir(parents=True, exist_ok=True)

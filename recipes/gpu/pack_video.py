@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torchvision.io as tvio
 
-from common import ROOT, parser, recipe as load_recipe
+from common import ROOT, lacks, parser, recipe as load_recipe
 import pack_images as images
 
 
@@ -70,9 +70,7 @@ def main(argv=None) -> int:
             print(f"unpacked {len(clips)} {key} clips {tuple(clips.shape[1:])} -> {dc[key]}")
         return 0
     src = ROOT / args.source
-    if not (src / "train_256.npy").exists() or not (src / "val_256.npy").exists():
-        print(f"{src} lacks train_256.npy or val_256.npy: run python recipes/data/fetch_video.py first",
-              file=sys.stderr)
+    if lacks(src, ("train_256.npy", "val_256.npy"), "fetch_video.py"):
         return 1
     train = np.load(src / "train_256.npy", mmap_mode="r")
     val = recipe.validation_clips(np.load(src / "val_256.npy", mmap_mode="r"), dc["val_limit"], dc["val_frames"],
