@@ -2,10 +2,12 @@
 in the layout the audio recipe reads, with exactly the validation clips of the full split."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
 
+import common
 import pack_audio as pack      # recipes/gpu/ (found through pytest's pythonpath)
 import pack_images as images
 import pack_video as video
@@ -50,6 +52,51 @@ def test_packed_validation_scores_the_same_clips(tmp_path):
     got = recipe.validation_clips(packed, spans, clips, length)
     assert all(torch.equal(want[c], got[c]) for c in clips)
     json.dumps(spans)   # the index is written as JSON
+
+
+def test_squeezed_samples_come_back_exactly_and_smaller():
+    t = np.arange(48_000) / 24_000
+    rng = np.random.default_rng(4)
+    speechlike = (8000 * np.sin(2 * np.pi * 180 * t) * np.sin(2 * np.pi * 3 * t) + rng.normal(0, 300, t.size))
+    extremes = np.array([-32768, 32767, -32768, 32767, 0, -1, 1], np.int16)   # differences that wrap
+    for x in (speechlike.round().astype(np.int16), extremes, np.zeros(0, np.int16),
+              rng.integers(-32768, 32768, 5000).astype(np.int16)):
+        back = common.unsqueeze(common.squeeze(x))
+        assert back.dtype == np.int16 and np.array_equal(back, x)
+    assert len(common.squeeze(speechlike.round().astype(np.int16))) < 0.75 * speechlike.size * 2
+    assert common.squeezed_path(Path("data/gpu/audio/train_24k.npy")) == Path("data/gpu/audio/train_24k.i16.xz")
+
+
+def test_packed_audio_unpacks_into_the_arrays_the_recipe_reads(tmp_path, monkeypatch):
+    array, index = _split(5, {"speech": [30000, 20000], "music": [40000]})
+    src = tmp_path / "full"
+    src.mkdir()
+    np.save(src / "train_24k.npy", array)
+    np.save(src / "val_24k.npy", array)
+    for name in ("train_index.json", "val_index.json"):
+        (src / name).write_text(json.dumps(index))
+    cfg = {"model": {"sample_rate": 24000}, "data": {
+        "train": "gpu/train_24k.npy", "train_index": "gpu/train_index.json", "val": "gpu/val_24k.npy",
+        "val_index": "gpu/val_index.json", "weights": {"speech": 0.5, "music": 0.5}, "val_clips": {"speech": 2,
+        "music": 1}, "val_seconds": 0.1}}
+    recipe = pack._recipe()
+    monkeypatch.setattr(recipe, "load_config", lambda path: cfg)
+    monkeypatch.setattr(pack, "_recipe", lambda: recipe)
+    monkeypatch.setattr(pack, "ROOT", tmp_path)
+    (tmp_path / "gpu").mkdir()
+    np.save(tmp_path / "gpu" / "train_24k.npy", np.ones(3, np.int16))    # a stale array from an earlier pack
+    assert pack.main(["pack", "--config", "x.yaml", "--source", "full", "--train-mb", "0.1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "gpu").iterdir()) == [
+        "train_24k.i16.xz", "train_index.json", "val_24k.i16.xz", "val_index.json"]   # only what travels
+    assert pack.main(["unpack", "--config", "x.yaml"]) == 0
+    spans = json.loads((tmp_path / "gpu" / "train_index.json").read_text())
+    train = np.load(tmp_path / "gpu" / "train_24k.npy")
+    want, _ = pack.pack_train(array, index, 50_000, cfg["data"]["weights"])
+    assert np.array_equal(train, want) and sum(s["length"] for s in spans) == len(train)
+    val_spans = json.loads((tmp_path / "gpu" / "val_index.json").read_text())
+    got = recipe.validation_clips(np.load(tmp_path / "gpu" / "val_24k.npy"), val_spans, cfg["data"]["val_clips"], 2400)
+    ref = recipe.validation_clips(array, index, cfg["data"]["val_clips"], 2400)
+    assert all(torch.equal(ref[c], got[c]) for c in ref)
 
 
 def test_packed_crops_round_trip_through_jpeg_within_the_budget():

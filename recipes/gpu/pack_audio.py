@@ -12,9 +12,13 @@ writes, in the layout ``recipes/train_audio.py`` reads:
   (``validation_clips`` of the config's ``val_clips`` and ``val_seconds``), one span each, so
   validation on the GPU scores the same clips as here.
 
-    python recipes/gpu/pack_audio.py --config recipes/configs/audio_gan_gpu.yaml [--train-mb 30]
+The samples travel squeezed (``common.squeeze``: lossless, about 64% of their size, so 30 MB of
+audio takes about 19 MB of the trip) as ``<name>.i16.xz`` beside the index files; there
+(``unpack``, run by ``recipes/gpu/run.sh audio``) they become the arrays the config's ``data``
+paths name (``data/gpu/audio/...`` for the GPU configs).
 
-The paths written are the config's own ``data`` paths (``data/gpu/audio/...`` for the GPU configs).
+    python recipes/gpu/pack_audio.py pack --config recipes/configs/audio_gan_gpu.yaml [--train-mb 30]
+    python recipes/gpu/pack_audio.py unpack --config recipes/configs/audio_gan_gpu.yaml
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import sys
 
 import numpy as np
 
-from common import ROOT, lacks, parser, recipe as load_recipe
+from common import ROOT, lacks, parser, recipe as load_recipe, squeeze, squeezed_path, unsqueeze
 
 
 def _recipe():
@@ -77,11 +81,17 @@ def pack_val(array: np.ndarray, index: list[dict], clips: dict[str, int], length
 
 
 def main(argv=None) -> int:
-    ap = parser(__doc__, what="audio", megabytes=30.0, source="data/audio", unpack=False)
+    ap = parser(__doc__, what="audio (before squeezing)", megabytes=30.0, source="data/audio")
     args = ap.parse_args(argv)
     recipe = _recipe()
     cfg = recipe.load_config(args.config)
     dc = cfg["data"]
+    if args.action == "unpack":
+        for key in ("train", "val"):
+            path = ROOT / dc[key]
+            np.save(path, unsqueeze(squeezed_path(path).read_bytes()))
+            print(f"unpacked {squeezed_path(path).relative_to(ROOT)} -> {path.relative_to(ROOT)}")
+        return 0
     src = ROOT / args.source
     if lacks(src, ("train_24k.npy", "train_index.json", "val_24k.npy", "val_index.json"), "fetch_audio.py"):
         return 1
@@ -95,16 +105,16 @@ def main(argv=None) -> int:
     for key, arr, idx in (("train", t_arr, t_index), ("val", v_arr, v_index)):
         path, index_path = ROOT / dc[key], ROOT / dc[f"{key}_index"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, arr)
+        path.unlink(missing_ok=True)      # only the squeezed copy travels: no stale array beside it
+        squeezed_path(path).write_bytes(squeeze(arr))
         index_path.write_text(json.dumps(idx, indent=0) + "\n")
         cats = {}
         for e in idx:
             cats[e["category"]] = cats.get(e["category"], 0) + e["length"]
         per = ", ".join(f"{c} {n / rate / 60:.1f} min" for c, n in sorted(cats.items()))
-        print(f"{key}: {len(idx)} spans, {len(arr) / rate / 60:.1f} min ({per}), {path.stat().st_size / 1e6:.1f} MB "
-              f"-> {path.relative_to(ROOT)}")
+        print(f"{key}: {len(idx)} spans, {len(arr) / rate / 60:.1f} min ({per}), {arr.nbytes / 1e6:.1f} MB squeezed "
+              f"to {squeezed_path(path).stat().st_size / 1e6:.1f} MB -> {squeezed_path(path).relative_to(ROOT)}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ the first ones), are stored as they are. There (``unpack``, run by ``recipes/gpu
 torchvision decodes the JPEGs back into the array the config's ``data.train`` names; PyAV is not
 needed.
 
-    python recipes/gpu/pack_images.py pack --config recipes/configs/image_gpu.yaml [--train-mb 26]
+    python recipes/gpu/pack_images.py pack --config recipes/configs/image_gpu.yaml [--train-mb 26] [--val-limit 48]
     python recipes/gpu/pack_images.py unpack --config recipes/configs/image_gpu.yaml
 """
 
@@ -65,6 +65,8 @@ def unpack_crops(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     ap = parser(__doc__, what="crops as JPEG", megabytes=26.0, source="data/images")
+    ap.add_argument("--val-limit", type=int, help="pack: validation crops to keep (default: the config's "
+                    "data.val_limit); the recipe scores all of them, up to val_limit")
     args = ap.parse_args(argv)
     dc = recipe("train_image").load_config(args.config)["data"]
     train, val = ROOT / dc["train"], ROOT / dc["val"]
@@ -81,7 +83,8 @@ def main(argv=None) -> int:
     train.parent.mkdir(parents=True, exist_ok=True)
     np.savez(packed_path(dc["train"]), data=data, offsets=offsets)
     full = np.load(src / "val_256.npy", mmap_mode="r")
-    picks = np.unique(np.linspace(0, len(full) - 1, min(dc["val_limit"] or len(full), len(full))).round().astype(int))
+    keep = min(args.val_limit or dc["val_limit"] or len(full), len(full))
+    picks = np.unique(np.linspace(0, len(full) - 1, keep).round().astype(int))
     val_crops = np.stack([np.asarray(full[i]) for i in picks])
     np.save(val, val_crops)
     print(f"train: {len(offsets) - 1} crops as JPEG q{QUALITY}, {data.nbytes / 1e6:.1f} MB -> "
