@@ -569,7 +569,7 @@ def render_audio_section(report: AudioReport, *, command: str, heldout: str, rer
         "on these clips. Opus output is aligned by its container (pre-skip and end trim), checked in the tests.",
         "- Metrics at 24 kHz, mean over clips (`unitok.metrics`): SI-SDR (dB, higher is better), mel distance "
         "(multi-resolution log-mel L1, windows 64..2048, lower is better; the training recipe's validation "
-        f"metric), STOI (pystoi, 0..1) and wideband PESQ (pesq, P.862.2, 1..4.6) over the clips where they are "
+        "metric), STOI (pystoi, 0..1) and wideband PESQ (pesq, P.862.2, 1..4.6) over the clips where they are "
         "defined: STOI needs about 0.4 s of non-silent speech and PESQ finds no utterance in some clips, so a "
         "few short clips are left out of those two columns (counts below). STOI and PESQ are speech measures; "
         "on music they are indicative only. loudness change = integrated loudness (ITU-R BS.1770-4, K-weighted and "

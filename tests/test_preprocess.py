@@ -13,7 +13,7 @@ from unitok import Audio, ConfigError, Image, Video
 from unitok.cli import main
 from unitok.data import TokenDataset
 from unitok.media import Preprocess
-from unitok.pipeline import Options, TokenizeConfig, tokenize
+from unitok.pipeline import Options
 
 
 def _photo(h: int, w: int, seed: int = 0) -> Image:

@@ -119,7 +119,6 @@ def test_missing_modality(text, tok):
     with pytest.raises(ConfigError, match="no image tokenizer"):
         only_text.encode(["x", image()])
     seq = tok.encode(["x", image(), "y"])
-    ids = seq.ids.copy()
     with pytest.raises(ConfigError, match="token space"):   # other suite: fingerprint differs
         only_text.decode(seq)
 

@@ -104,7 +104,7 @@ def _grid_parents(layout: Layout, cells: np.ndarray, scales) -> np.ndarray:
     k = np.arange(n)
     frame, scale, row, col = cells.T
     if isinstance(layout, Raster):
-        H, W, L, eol = layout.height, layout.width, layout.levels, int(layout.eol)
+        W, L, eol = layout.width, layout.levels, int(layout.eol)
         level = np.where(col < W, k % (W * L + eol) % L, 0)
         if layout.group == "row":    # the same cell and level one row up
             return np.where(row > 0, k - (W * L + eol), -1)

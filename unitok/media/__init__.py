@@ -44,6 +44,6 @@ from .video import Video
 
 __all__ = [
     "Image", "Video", "Audio", "MediaLimits", "DEFAULT_LIMITS", "Preprocess", "open_media", "kind_of",
-    "decoded_bytes", "check_document_bytes",
+    "decoded_bytes", "check_document_bytes", "Source",
     "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "AUDIO_EXTENSIONS", "TEXT_EXTENSIONS",
 ]
