@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine: training runs from the bundled weights on data packed here, each
-# run's best and final weights and its logs put in $OUT/<run>/. Several runs named at once train
+# run's results in two files: $OUT/<run>-best.tar (best/: the weights as the recipe keeps them,
+# float32, 12 to 14 MB) and $OUT/<run>-final.tar (final/, log.txt, train.log). What comes back from
+# a device call is at most 8 files of at most 16 MiB each, so a run's results cannot travel as
+# loose files, nor as one tar. Several runs named at once train
 # side by side on the one GPU (these models are small: one run leaves most of an H100 idle), so a
 # lease of a few minutes serves them all. The recipes import torch, torchvision, numpy, PyYAML,
 # einops and safetensors, which the machine's python3 has (PyAV is imported only to read media
@@ -46,10 +49,11 @@ for name in "$@"; do
 done
 
 names=("$@") pids=()
+stage=$(mktemp -d)
 for name in "${names[@]}"; do
     settings "$name"
-    mkdir -p "$out/$name/best" "$out/$name/final"
-    python3 "$recipe" --config "$config" "$flag" "$init" --time-limit-min "${MINUTES:-7}" > "$out/$name/train.log" 2>&1 &
+    mkdir -p "$stage/$name/best" "$stage/$name/final" "$out"
+    python3 "$recipe" --config "$config" "$flag" "$init" --time-limit-min "${MINUTES:-7}" > "$stage/$name/train.log" 2>&1 &
     pids+=($!)
     echo "started $name (pid $!): $recipe --config $config $flag $init"
 done
@@ -61,12 +65,20 @@ for i in "${!pids[@]}"; do
     code=0
     wait "${pids[$i]}" || code=$?
     echo "== $name: exit $code"
-    tail -n 20 "$out/$name/train.log"
-    cp "$run/log.txt" "$out/$name/log.txt" 2>/dev/null || true
-    cp "$run"/best/* "$out/$name/best/" 2>/dev/null || true
-    cp "$run"/final/* "$out/$name/final/" 2>/dev/null || true   # the end state too: best/ is chosen by mel
-                                                                 # distance or PSNR, which a GAN run may not
-                                                                 # improve while PESQ does
+    tail -n 20 "$stage/$name/train.log"
+    cp "$run/log.txt" "$stage/$name/log.txt" 2>/dev/null || true
+    cp "$run"/best/* "$stage/$name/best/" 2>/dev/null || true
+    cp "$run"/final/* "$stage/$name/final/" 2>/dev/null || true   # the end state too: best/ is chosen by mel
+                                                                   # distance or PSNR, which a GAN run may not
+                                                                   # improve while PESQ does
+    tar -cf "$out/$name-best.tar" -C "$stage/$name" best
+    tar -cf "$out/$name-final.tar" -C "$stage/$name" final log.txt train.log 2> /dev/null ||
+        tar -cf "$out/$name-final.tar" -C "$stage/$name" final train.log
+    for part in best final; do
+        kb=$(du -k "$out/$name-$part.tar" | cut -f1)
+        echo "$out/$name-$part.tar: $kb KB$( [ "$kb" -le 16384 ] || echo ' -- OVER the 16 MiB a returned file may have: it will not come back')"
+    done
     [ "$code" = 0 ] || status=$code
 done
+rm -rf "$stage"
 exit $status
