@@ -366,11 +366,12 @@ def build(cfg: dict, device) -> tuple[AudioTokenizer, MultiScaleSTFTDiscriminato
     return model, disc
 
 
-def export(out_dir: str | Path, target: str | Path, dtype: str = "float16") -> Path:
-    """Write ``<out_dir>/best`` (or ``checkpoint`` when there is no best yet) to ``target`` in
-    ``dtype``: what gets bundled in ``unitok/assets/audio``."""
+def export(out_dir: str | Path, target: str | Path, dtype: str = "float16", source: str | Path | None = None) -> Path:
+    """Write ``source`` (by default ``<out_dir>/best``, or ``checkpoint`` when there is no best yet)
+    to ``target`` in ``dtype``: what gets bundled in ``unitok/assets/audio``."""
     out_dir = Path(out_dir)
-    source = out_dir / "best" if (out_dir / "best" / "config.json").exists() else out_dir / "checkpoint"
+    if source is None:
+        source = out_dir / "best" if (out_dir / "best" / "config.json").exists() else out_dir / "checkpoint"
     export_checkpoint(AudioTokenizer, source, target, dtype)
     return source
 
@@ -588,8 +589,9 @@ def main(argv=None) -> int:
                        "train on generated sounds (no data needed)")
     ap.add_argument("--init", metavar="DIR", help="start from the weights in DIR (a checkpoint folder; "
                                                   "its discriminator too when saved there)")
-    ap.add_argument("--export", metavar="DIR", help="do not train: write <out_dir>/best in export.dtype to DIR "
-                                                    "(e.g. unitok/assets/audio) and exit")
+    ap.add_argument("--export", metavar="DIR", help="do not train: write <out_dir>/best (or --export-from) in "
+                                                    "export.dtype to DIR (e.g. unitok/assets/audio) and exit")
+    ap.add_argument("--export-from", metavar="DIR", help="checkpoint folder to export (default <out_dir>/best)")
     args = ap.parse_args(argv)
 
     def config(path, overrides):
@@ -598,7 +600,7 @@ def main(argv=None) -> int:
         return load_config(path, overrides)
 
     def export_to(cfg: dict) -> None:
-        source = export(cfg["log"]["out_dir"], args.export, cfg["export"]["dtype"])
+        source = export(cfg["log"]["out_dir"], args.export, cfg["export"]["dtype"], args.export_from)
         size = (Path(args.export) / "model.safetensors").stat().st_size
         print(f"exported {source} to {args.export} ({size / 1e6:.2f} MB, {cfg['export']['dtype']})")
 

@@ -267,7 +267,7 @@ def export(src: str | Path, dst: str | Path, dtype: str = "float16", train: str 
 def main(argv=None) -> int:
     ap = recipe_parser("image", "override data.train (a uint8 [N, H, W, 3] .npy)",
                        "train on generated pictures (no data needed)")
-    ap.add_argument("--export-to", metavar="DIR",
+    ap.add_argument("--export-to", "--export", dest="export_to", metavar="DIR",
                     help="do not train: write <out_dir>/best (or --export-from) to DIR in export.dtype, e.g. "
                          "unitok/assets/image")
     ap.add_argument("--export-from", metavar="DIR", help="checkpoint folder to export (default <out_dir>/best)")
