@@ -50,10 +50,14 @@ done
 
 names=("$@") pids=()
 stage=$(mktemp -d)
+# a run that outlives its training time by more than 100 s (start-up, the last validation, the
+# export) is stopped, so that what it has written still gets packed before the call's own limit
+deadline=$(awk -v m="${MINUTES:-7}" 'BEGIN { print int(m * 60 + 100) }')
 for name in "${names[@]}"; do
     settings "$name"
     mkdir -p "$stage/$name/best" "$stage/$name/final" "$out"
-    python3 "$recipe" --config "$config" "$flag" "$init" --time-limit-min "${MINUTES:-7}" > "$stage/$name/train.log" 2>&1 &
+    timeout -k 10 "$deadline" python3 "$recipe" --config "$config" "$flag" "$init" --time-limit-min "${MINUTES:-7}" \
+        > "$stage/$name/train.log" 2>&1 &
     pids+=($!)
     echo "started $name (pid $!): $recipe --config $config $flag $init"
 done
@@ -64,7 +68,7 @@ for i in "${!pids[@]}"; do
     settings "$name"
     code=0
     wait "${pids[$i]}" || code=$?
-    echo "== $name: exit $code"
+    echo "== $name: exit $code$( [ "$code" != 124 ] || echo " (stopped after $deadline s: what it had written is packed)")"
     tail -n 20 "$stage/$name/train.log"
     cp "$run/log.txt" "$stage/$name/log.txt" 2>/dev/null || true
     cp "$run"/best/* "$stage/$name/best/" 2>/dev/null || true
