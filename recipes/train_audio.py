@@ -24,8 +24,9 @@ spectrum (``loss.phase``: APNet's anti-wrapped phase, group-delay and instantane
 distances to the target's; ``loss.consistency``: the head's spectrum against the STFT of its
 output; :class:`HeadSpectrumLoss`), the quantizer's commitment loss, and
 after ``loss.gan_start`` steps a multi-scale STFT discriminator (hinge) with feature matching (set
-``gan`` and ``feature`` to 0 to leave it out; ``loss.disc_warmup`` trains the discriminator alone
-for that many steps first, for fine-tuning a trained codec). Quantizer dropout (in the model) trains every bitrate
+``gan`` and ``feature`` to 0 to leave it out; ``loss.disc_periods`` adds HiFi-GAN's period
+discriminators beside it; ``loss.disc_warmup`` trains the discriminator alone for that many steps
+first, for fine-tuning a trained codec). Quantizer dropout (in the model) trains every bitrate
 at once. Held-out validation logs mel distance, SI-SDR and loudness change (BS.1770, reconstruction
 minus reference, dB) per category and bitrate, and speech STOI / PESQ when pystoi / pesq (the bench
 extra) are installed.
@@ -56,8 +57,8 @@ from unitok.errors import ConfigError
 from unitok.metrics import MelSpectrograms, loudness_change, mel_distance, pesq, si_sdr, stoi
 from unitok.nn import hinge_d_loss, hinge_g_loss
 from unitok.nn.audio import ISTFTHead
-from unitok.nn.audio_losses import (EnvelopeCorrelationLoss, MultiScaleSTFTDiscriminator, feature_matching_loss,
-                                    stft_loss)
+from unitok.nn.audio_losses import (Discriminators, EnvelopeCorrelationLoss, MultiScaleSTFTDiscriminator,
+                                    feature_matching_loss, stft_loss)
 from unitok.train import (Logger, ddp_shutdown, export_checkpoint, load_training_state, lr_at, read_config,
                           recipe_parser, run_recipe, save_final, save_training_state, setup_runtime, warm_start)
 
@@ -75,7 +76,7 @@ DEFAULTS = {
              "quantizer": 1.0, "gan": 1.0,
              "feature": 2.0,
              "gan_start": 5000, "disc_warmup": 0, "disc_lr": 2e-4, "disc_channels": 16, "disc_layers": 3,
-             "disc_n_ffts": [2048, 1024, 512]},
+             "disc_n_ffts": [2048, 1024, 512], "disc_periods": [], "disc_period_channels": 32},
     "log": {"out_dir": "data/train_audio", "every": 50, "val_every": 500, "checkpoint_every_min": 5.0,
             "eval_levels": None},
     "export": {"dtype": "float16"},
@@ -357,12 +358,17 @@ def format_eval(m: dict, levels: list[int], model: AudioTokenizer) -> str:
     return f"{' | '.join(parts)} || {per_cat}{stoi_part} || usage per level {usage}"
 
 
-def build(cfg: dict, device) -> tuple[AudioTokenizer, MultiScaleSTFTDiscriminator | None]:
+def build(cfg: dict, device) -> tuple[AudioTokenizer, torch.nn.Module | None]:
     model = AudioTokenizer.from_config(cfg["model_config"]).to(device)
     lc = cfg["loss"]
     disc = None
     if lc["gan"] > 0 or lc["feature"] > 0:
-        disc = MultiScaleSTFTDiscriminator(tuple(lc["disc_n_ffts"]), lc["disc_channels"], lc["disc_layers"]).to(device)
+        if lc["disc_periods"]:   # the STFT discriminators and period ones beside them
+            disc = Discriminators(tuple(lc["disc_n_ffts"]), lc["disc_channels"], lc["disc_layers"],
+                                  tuple(lc["disc_periods"]), lc["disc_period_channels"])
+        else:                    # as every run before disc_periods (their discriminator checkpoints load)
+            disc = MultiScaleSTFTDiscriminator(tuple(lc["disc_n_ffts"]), lc["disc_channels"], lc["disc_layers"])
+        disc = disc.to(device)
     return model, disc
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import unitok
 from unitok import Audio, ConfigError, MediaError, TokenSequenceError, UniTokenizer
@@ -457,7 +458,7 @@ def test_configs_parse_and_build(name):
     cfg = recipe.load_config(ROOT / "recipes" / "configs" / f"{name}.yaml")
     model, disc = recipe.build(cfg, torch.device("cpu"))
     assert (disc is not None) == (cfg["loss"]["gan"] > 0 or cfg["loss"]["feature"] > 0)
-    if name in ("audio_continued", "audio_gan", "audio_gan_gpu"):   # they train the bundled weights on
+    if name in ("audio_continued", "audio_gan", "audio_gan_gpu", "audio_gan_mpd_gpu"):   # the bundled weights, trained on
         bundled = AudioTokenizer.from_pretrained(ROOT / "unitok" / "assets" / "audio").state_dict()
         assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in bundled.items()}
     if name == "audio_12hz":                                      # ERNIE 5.0's and Mimi's rate
@@ -519,6 +520,39 @@ def test_recipe_disc_warmup_trains_the_discriminator_alone_first(tmp_path):
         assert " gan 0.000 feat 0.000 " in lines[step] and " d 0.000 " not in lines[step], lines[step]
     for step in (6, 8):
         assert " gan 0.000 " not in lines[step] and " feat 0.000 " not in lines[step], lines[step]
+
+
+def test_period_discriminator_folds_the_wave_by_its_period():
+    from unitok.nn.audio_losses import Discriminators, PeriodDiscriminator
+
+    d = PeriodDiscriminator(5, channels=4, layers=2)
+    x = noise(2, 1003, seed=3)[:, None]                     # not a whole number of periods: padded
+    logits, feats = d(x)
+    assert logits.shape[0] == 2 and logits.shape[-1] == 5 and len(feats) == 3
+    # it sees the signal only as columns of 5 samples: a wave periodic in 5 samples is the same
+    # value in every row of a column, so its first features are constant along time
+    wave = torch.sin(2 * math.pi * torch.arange(1000) / 5).repeat(2, 1)[:, None]
+    first = d(wave)[1][0]
+    assert torch.allclose(first[..., 2:-2, :], first[..., 2:3, :].expand_as(first[..., 2:-2, :]), atol=1e-3)
+    both = Discriminators((64, 32), channels=4, layers=1, periods=(2, 3), period_channels=4)
+    logits, feats = both(x)
+    assert len(logits) == len(feats) == 4                     # two STFT windows, two periods
+    sum(lo.mean() for lo in logits).backward()
+    assert all(p.grad is not None for p in both.periods.parameters())
+
+
+def test_recipe_trains_with_period_discriminators(tmp_path):
+    recipe = _recipe()
+    over = {"log": {"out_dir": str(tmp_path / "run"), "val_every": 1000, "every": 2}, "train": {"steps": 4},
+            "loss": {"gan_start": 0, "disc_periods": [2, 3], "disc_period_channels": 4}}
+    cfg = recipe.load_config(ROOT / "recipes" / "configs" / "audio_tiny.yaml", over)
+    _, disc = recipe.build(cfg, torch.device("cpu"))
+    assert len(disc.periods) == 2
+    assert recipe.train(cfg)["steps"] == 4
+    line = [ln for ln in (tmp_path / "run" / "log.txt").read_text().splitlines() if ln.startswith("step 4 ")][0]
+    assert " gan 0.000 " not in line and " d 0.000 " not in line
+    saved = load_file(str(tmp_path / "run" / "checkpoint" / "discriminator.safetensors"))
+    assert any(k.startswith("periods.1.") for k in saved)
 
 
 def test_recipe_rejects_unknown_options(tmp_path):

@@ -10,13 +10,13 @@
 # files, which these runs do not); the audio codec's RVQ also needs vector-quantize-pytorch, whose
 # pure-Python wheels recipes/gpu/fetch_wheels.sh puts in .whl/ to be carried and installed here
 # offline. See recipes/gpu/README.md.
-#   MINUTES=7 bash recipes/gpu/run.sh audio image   # both at once: the audio GAN and the image tokenizer
+#   MINUTES=7 bash recipes/gpu/run.sh audio audio_mpd image   # the first lease: two audio GANs and the image tokenizer at once
 #   MINUTES=7 bash recipes/gpu/run.sh audio         # the audio GAN fine-tune (audio_gan_gpu.yaml)
 #   MINUTES=7 bash recipes/gpu/run.sh image         # the image tokenizer (image_gpu.yaml)
 #   MINUTES=7 IMAGE=DIR bash recipes/gpu/run.sh video   # video_gpu.yaml inflated from DIR (default: the bundled image)
 set -euo pipefail
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-usage() { echo "usage: bash recipes/gpu/run.sh RUN [RUN ...], RUN: audio, image or video" >&2; exit 2; }
+usage() { echo "usage: bash recipes/gpu/run.sh RUN [RUN ...], RUN: audio, audio_mpd, image or video" >&2; exit 2; }
 
 # the settings of one run: its config, recipe, starting weights, the recipe's output folder, the
 # packed data it needs and the script that unpacks it
@@ -25,6 +25,9 @@ settings() {
   case "$1" in
     audio) config=recipes/configs/audio_gan_gpu.yaml; recipe=recipes/train_audio.py; init=unitok/assets/audio
            run=data/train_audio_gan_gpu; data=data/gpu/audio/train_24k.i16.xz; packer=recipes/gpu/pack_audio.py ;;
+    audio_mpd)   # the same with period discriminators beside the STFT ones, on the same packed audio
+           config=recipes/configs/audio_gan_mpd_gpu.yaml; recipe=recipes/train_audio.py; init=unitok/assets/audio
+           run=data/train_audio_gan_mpd_gpu; data=data/gpu/audio/train_24k.i16.xz; packer=recipes/gpu/pack_audio.py ;;
     image) config=recipes/configs/image_gpu.yaml; recipe=recipes/train_image.py; init=unitok/assets/image
            run=data/train_image_gpu; data=data/gpu/images/train_256.jpeg.npz; packer=recipes/gpu/pack_images.py ;;
     video) config=recipes/configs/video_gpu.yaml; recipe=recipes/train_video.py; init=${IMAGE:-unitok/assets/image}
@@ -42,10 +45,13 @@ if ls .whl/*.whl > /dev/null 2>&1; then   # recipes/gpu/fetch_wheels.sh, carried
     export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
 python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name())"
+unpacked=" "
 for name in "$@"; do
     settings "$name"
     [ -f "$data" ] || { echo "no $data: run python $packer pack --config $config here and carry it" >&2; exit 1; }
+    case "$unpacked" in *" $data "*) continue ;; esac   # two runs on the same packed data unpack it once
     python3 "$packer" unpack --config "$config"
+    unpacked="$unpacked$data "
 done
 
 names=("$@") pids=()

@@ -3,21 +3,22 @@
 # for the `run` call) and the bytes that would travel, the working tree (tracked files and
 # untracked ones git does not ignore) plus the carried files, against the 64 MiB a call may take.
 # Exits 1 when a packed file is missing or the trip is over the limit.
-#   bash recipes/gpu/trip.sh audio image
+#   bash recipes/gpu/trip.sh audio audio_mpd image
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 1 ] || { echo "usage: bash recipes/gpu/trip.sh RUN [RUN ...], RUN: audio, image or video" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: bash recipes/gpu/trip.sh RUN [RUN ...], RUN: audio, audio_mpd, image or video" >&2; exit 2; }
 carry=()
 for name in "$@"; do
   case "$name" in
-    audio) carry+=(data/gpu/audio/train_24k.i16.xz data/gpu/audio/train_index.json
+    audio|audio_mpd) carry+=(data/gpu/audio/train_24k.i16.xz data/gpu/audio/train_index.json
                    data/gpu/audio/val_24k.i16.xz data/gpu/audio/val_index.json .whl) ;;
     image) carry+=(data/gpu/images/train_256.jpeg.npz data/gpu/images/val_256.npy) ;;
     video) carry+=(data/gpu/video/train_clips.jpeg.npz data/gpu/video/val_clips.jpeg.npz)
            [ -z "${IMAGE:-}" ] || carry+=("$IMAGE") ;;
-    *) echo "unknown run $name (audio, image or video)" >&2; exit 2 ;;
+    *) echo "unknown run $name (audio, audio_mpd, image or video)" >&2; exit 2 ;;
   esac
 done
+mapfile -t carry < <(printf '%s\n' "${carry[@]}" | awk '!seen[$0]++')   # runs sharing data carry it once
 if [ "${#carry[@]}" -gt 8 ]; then   # the most paths one call carries
   echo "${#carry[@]} paths to carry, over the 8 a call takes: run these in separate calls" >&2; exit 1
 fi

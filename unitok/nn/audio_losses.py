@@ -113,6 +113,55 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         return logits, features
 
 
+class PeriodDiscriminator(nn.Module):
+    """HiFi-GAN's multi-period idea: x [B, 1, N] folded into ``period`` columns ([B, 1, N / period,
+    period]; reflect-padded to a whole number of periods) and judged by convolutions along time
+    only, so each column holds one phase of any component periodic in ``period`` samples. A voice's
+    harmonics line up there, sample by sample, where spectrogram discriminators blur them.
+    -> (logits [B, 1, t, period], feature maps)."""
+
+    def __init__(self, period: int, channels: int = 32, layers: int = 4):
+        super().__init__()
+        self.period = period
+        wn = weight_norm
+        widths = [1] + [min(channels * 2 ** i, 512) for i in range(layers)]
+        self.convs = nn.ModuleList(wn(nn.Conv2d(a, b, (5, 1), stride=(3, 1), padding=(2, 0)))
+                                   for a, b in zip(widths[:-1], widths[1:]))
+        self.post = wn(nn.Conv2d(widths[-1], widths[-1], (5, 1), padding=(2, 0)))
+        self.out = wn(nn.Conv2d(widths[-1], 1, (3, 1), padding=(1, 0)))
+
+    def forward(self, x: torch.Tensor):
+        pad = -x.shape[-1] % self.period
+        h = F.pad(x.float(), (0, pad), mode="reflect") if pad else x.float()
+        h = h.view(x.shape[0], 1, -1, self.period)
+        features = []
+        for conv in [*self.convs, self.post]:
+            h = F.leaky_relu(conv(h), 0.1)
+            features.append(h)
+        return self.out(h), features
+
+
+class Discriminators(nn.Module):
+    """Several discriminators judged together: x [B, 1, N] -> (the logits of each sub-
+    discriminator, their feature maps), as :class:`MultiScaleSTFTDiscriminator` gives them.
+    ``periods`` adds a :class:`PeriodDiscriminator` per period beside the STFT ones (HiFi-GAN's
+    and DAC's mix)."""
+
+    def __init__(self, n_ffts=(2048, 1024, 512), channels: int = 32, layers: int = 3, periods=(),
+                 period_channels: int = 32, period_layers: int = 4):
+        super().__init__()
+        self.stft = MultiScaleSTFTDiscriminator(n_ffts, channels, layers)
+        self.periods = nn.ModuleList(PeriodDiscriminator(p, period_channels, period_layers) for p in periods)
+
+    def forward(self, x: torch.Tensor):
+        logits, features = self.stft(x)
+        for d in self.periods:
+            lo, fe = d(x)
+            logits.append(lo)
+            features.append(fe)
+        return logits, features
+
+
 def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
     """L1 between the discriminators' feature maps of real and reconstructed audio, each relative
     to the real map's mean magnitude (EnCodec), averaged over all maps."""
