@@ -23,9 +23,7 @@ import numpy as np
 import torch
 import torchvision.io as tvio
 
-from common import ROOT, lacks, parser, recipe
-
-QUALITY = 95
+from common import JPEG_QUALITY as QUALITY, ROOT, lacks, parser, recipe
 
 
 def packed_path(train: str) -> Path:
@@ -64,9 +62,7 @@ def unpack_crops(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = parser(__doc__, what="crops as JPEG", megabytes=26.0, source="data/images")
-    ap.add_argument("--val-limit", type=int, help="pack: validation crops to keep (default: the config's "
-                    "data.val_limit); the recipe scores all of them, up to val_limit")
+    ap = parser(__doc__, what="crops as JPEG", megabytes=26.0, source="data/images", jpeg=True)
     args = ap.parse_args(argv)
     dc = recipe("train_image").load_config(args.config)["data"]
     train, val = ROOT / dc["train"], ROOT / dc["val"]
@@ -79,7 +75,7 @@ def main(argv=None) -> int:
     src = ROOT / args.source
     if lacks(src, ("train_256.npy", "val_256.npy"), "fetch_images.py"):
         return 1
-    data, offsets = pack_crops(np.load(src / "train_256.npy", mmap_mode="r"), int(args.train_mb * 1e6))
+    data, offsets = pack_crops(np.load(src / "train_256.npy", mmap_mode="r"), int(args.train_mb * 1e6), args.quality)
     train.parent.mkdir(parents=True, exist_ok=True)
     np.savez(packed_path(dc["train"]), data=data, offsets=offsets)
     full = np.load(src / "val_256.npy", mmap_mode="r")
@@ -87,7 +83,7 @@ def main(argv=None) -> int:
     picks = np.unique(np.linspace(0, len(full) - 1, keep).round().astype(int))
     val_crops = np.stack([np.asarray(full[i]) for i in picks])
     np.save(val, val_crops)
-    print(f"train: {len(offsets) - 1} crops as JPEG q{QUALITY}, {data.nbytes / 1e6:.1f} MB -> "
+    print(f"train: {len(offsets) - 1} crops as JPEG q{args.quality}, {data.nbytes / 1e6:.1f} MB -> "
           f"{packed_path(dc['train']).relative_to(ROOT)}; val: {len(val_crops)} crops evenly spaced over the split, "
           f"{val.stat().st_size / 1e6:.1f} MB -> {val.relative_to(ROOT)}")
     return 0

@@ -34,13 +34,14 @@ def window(array: np.ndarray, i: int, frames: int, crop: int) -> np.ndarray:
     return np.array(array[i, s:s + frames, top:top + crop, left:left + crop])
 
 
-def encode_clips(clips, budget: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+def encode_clips(clips, budget: int | None = None,
+                 quality: int = images.QUALITY) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     """Clips (an iterable of uint8 [T, H, W, 3], all one shape) as JPEG frames, whole clips only,
     until ``budget`` bytes: (bytes, per-frame offsets, the clip shape)."""
     blobs, total, shape = [], 0, None
     for clip in clips:
         frames = [tvio.encode_jpeg(torch.from_numpy(f).permute(2, 0, 1).contiguous(),
-                                   quality=images.QUALITY).numpy() for f in clip]
+                                   quality=quality).numpy() for f in clip]
         size = sum(len(b) for b in frames)
         if budget is not None and total + size > budget:
             break
@@ -57,7 +58,7 @@ def decode_clips(data: np.ndarray, offsets: np.ndarray, shape) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = parser(__doc__, what="clips as JPEG", megabytes=24.0, source="data/video")
+    ap = parser(__doc__, what="clips as JPEG", megabytes=24.0, source="data/video", jpeg=True)
     args = ap.parse_args(argv)
     recipe = load_recipe("train_video")
     dc = recipe.load_config(args.config)["data"]
@@ -73,14 +74,15 @@ def main(argv=None) -> int:
     if lacks(src, ("train_256.npy", "val_256.npy"), "fetch_video.py"):
         return 1
     train = np.load(src / "train_256.npy", mmap_mode="r")
-    val = recipe.validation_clips(np.load(src / "val_256.npy", mmap_mode="r"), dc["val_limit"], dc["val_frames"],
-                                  dc["val_crop"]).permute(0, 1, 3, 4, 2).numpy()
+    val = recipe.validation_clips(np.load(src / "val_256.npy", mmap_mode="r"), args.val_limit or dc["val_limit"],
+                                  dc["val_frames"], dc["val_crop"]).permute(0, 1, 3, 4, 2).numpy()
     windows = (window(train, int(i), dc["frames"], dc["crop"]) for i in images.spread_order(len(train)))
-    parts = {"train": encode_clips(windows, int(args.train_mb * 1e6)), "val": encode_clips(val)}
+    parts = {"train": encode_clips(windows, int(args.train_mb * 1e6), args.quality), "val": encode_clips(val)}
+    quality = {"train": args.quality, "val": images.QUALITY}
     packed["train"].parent.mkdir(parents=True, exist_ok=True)
     for key, (data, offsets, shape) in parts.items():
         np.savez(packed[key], data=data, offsets=offsets, shape=np.array(shape))
-        print(f"{key}: {(len(offsets) - 1) // shape[0]} clips {shape} as JPEG q{images.QUALITY}, "
+        print(f"{key}: {(len(offsets) - 1) // shape[0]} clips {shape} as JPEG q{quality[key]}, "
               f"{data.nbytes / 1e6:.1f} MB -> {packed[key].relative_to(ROOT)}")
     return 0
 

@@ -10,7 +10,7 @@
 # files, which these runs do not); the audio codec's RVQ also needs vector-quantize-pytorch, whose
 # pure-Python wheels recipes/gpu/fetch_wheels.sh puts in .whl/ to be carried and installed here
 # offline. See recipes/gpu/README.md.
-#   MINUTES=7 bash recipes/gpu/run.sh audio audio_mpd image   # the first lease: two audio GANs and the image tokenizer at once
+#   MINUTES=7 bash recipes/gpu/run.sh audio audio_mpd video   # the first lease: two audio GANs and the video tokenizer at once
 #   MINUTES=7 bash recipes/gpu/run.sh audio         # the audio GAN fine-tune (audio_gan_gpu.yaml)
 #   MINUTES=7 bash recipes/gpu/run.sh image         # the image tokenizer (image_gpu.yaml)
 #   MINUTES=7 IMAGE=DIR bash recipes/gpu/run.sh video   # video_gpu.yaml inflated from DIR (default: the bundled image)

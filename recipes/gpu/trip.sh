@@ -3,7 +3,7 @@
 # for the `run` call) and the bytes that would travel, the working tree (tracked files and
 # untracked ones git does not ignore) plus the carried files, against the 64 MiB a call may take.
 # Exits 1 when a packed file is missing or the trip is over the limit.
-#   bash recipes/gpu/trip.sh audio audio_mpd image
+#   bash recipes/gpu/trip.sh audio audio_mpd video
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 1 ] || { echo "usage: bash recipes/gpu/trip.sh RUN [RUN ...], RUN: audio, audio_mpd, image or video" >&2; exit 2; }
