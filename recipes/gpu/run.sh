@@ -15,7 +15,9 @@
 #   MINUTES=7 bash recipes/gpu/run.sh image         # the image tokenizer (image_gpu.yaml)
 #   MINUTES=7 IMAGE=DIR bash recipes/gpu/run.sh video   # video_gpu.yaml inflated from DIR (default: the bundled image)
 set -euo pipefail
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# OMP_WAIT_POLICY: idle OpenMP threads sleep instead of spinning, so runs side by side leave each
+# other's main threads (the ones that launch the GPU's work) the cores
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
 usage() { echo "usage: bash recipes/gpu/run.sh RUN [RUN ...], RUN: audio, audio_mpd, image or video" >&2; exit 2; }
 
 # the settings of one run: its config, recipe, starting weights, the recipe's output folder, the
