@@ -37,13 +37,13 @@ from .audio import Audio
 from .dispatch import (AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, TEXT_EXTENSIONS, VIDEO_EXTENSIONS,
                        check_document_bytes, decoded_bytes, kind_of, open_media)
 from .image import Image
-from .inputs import Source  # the type of every `open` argument, for annotations
+from .inputs import Source  # noqa: F401  (the type of every `open` argument, for annotations)
 from .limits import DEFAULT_LIMITS, MediaLimits
 from .resize import Preprocess
 from .video import Video
 
 __all__ = [
     "Image", "Video", "Audio", "MediaLimits", "DEFAULT_LIMITS", "Preprocess", "open_media", "kind_of",
-    "decoded_bytes", "check_document_bytes", "Source",
+    "decoded_bytes", "check_document_bytes",
     "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "AUDIO_EXTENSIONS", "TEXT_EXTENSIONS",
 ]
