@@ -3,9 +3,9 @@
 # run's results in two files: $OUT/<run>-best.tar (best/: the weights as the recipe keeps them,
 # float32, 12 to 14 MB) and $OUT/<run>-final.tar (final/, log.txt, train.log). What comes back from
 # a device call is at most 8 files of at most 16 MiB each, so a run's results cannot travel as
-# loose files, nor as one tar. Several runs named at once train
-# side by side on the one GPU (these models are small: one run leaves most of an H100 idle), so a
-# lease of a few minutes serves them all. The recipes import torch, torchvision, numpy, PyYAML,
+# loose files, nor as one tar. Several runs named at once train side by side on the one GPU (these
+# models are small: one run alone is unlikely to keep an H100 busy), so a lease of a few minutes
+# serves them all. The recipes import torch, torchvision, numpy, PyYAML,
 # einops and safetensors, which the machine's python3 has (PyAV is imported only to read media
 # files, which these runs do not); the audio codec's RVQ also needs vector-quantize-pytorch, whose
 # pure-Python wheels recipes/gpu/fetch_wheels.sh puts in .whl/ to be carried and installed here
@@ -41,6 +41,9 @@ settings() {
 
 [ $# -ge 1 ] || usage
 for name in "$@"; do settings "$name"; done   # refuse an unknown run before anything starts
+if [ "$(printf '%s\n' "$@" | sort | uniq -d)" ]; then
+    echo "a run named twice would write over itself: $*" >&2; exit 2
+fi
 out=${OUT:-data/gpu/out}
 if ls .whl/*.whl > /dev/null 2>&1; then   # recipes/gpu/fetch_wheels.sh, carried as .whl
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
