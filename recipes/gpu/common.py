@@ -66,7 +66,8 @@ def squeezed_path(path: Path) -> Path:
 def squeeze(samples: np.ndarray) -> bytes:
     """int16 samples [N] -> bytes, losslessly (:func:`unsqueeze` inverts it): each sample's
     difference from the one before (wrapping in 16 bits), the low bytes then the high bytes, LZMA.
-    Audio keeps about 56% of its size this way, against 81% for zlib on the raw samples."""
+    The packed audio keeps 64% of its size this way (speech alone about 56%), against 81% for zlib
+    on the raw samples."""
     x = np.ascontiguousarray(samples, dtype=np.int16).view(np.uint16)
     delta = np.diff(x, prepend=np.uint16(0))                        # uint16 arithmetic wraps
     planes = delta.astype("<u2").view(np.uint8).reshape(-1, 2).T    # [2, N]: low bytes, high bytes

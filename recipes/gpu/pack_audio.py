@@ -116,5 +116,6 @@ def main(argv=None) -> int:
               f"to {squeezed_path(path).stat().st_size / 1e6:.1f} MB -> {squeezed_path(path).relative_to(ROOT)}")
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

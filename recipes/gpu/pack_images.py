@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torchvision.io as tvio
 
-from common import JPEG_QUALITY as QUALITY, ROOT, lacks, parser, recipe
+from common import JPEG_QUALITY, ROOT, lacks, parser, recipe
 
 
 def packed_path(train: str) -> Path:
@@ -40,7 +40,7 @@ def spread_order(n: int) -> np.ndarray:
     return np.argsort([int(format(i, f"0{bits}b")[::-1], 2) for i in range(n)], kind="stable")
 
 
-def pack_crops(array: np.ndarray, budget: int, quality: int = QUALITY) -> tuple[np.ndarray, np.ndarray]:
+def pack_crops(array: np.ndarray, budget: int, quality: int = JPEG_QUALITY) -> tuple[np.ndarray, np.ndarray]:
     """Crops of ``array`` (in ``spread_order``) as JPEG until ``budget`` bytes: (the bytes one
     after another, uint8; the offsets, int64 [n + 1])."""
     blobs, total = [], 0

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torchvision.io as tvio
 
-from common import ROOT, lacks, parser, recipe as load_recipe
+from common import JPEG_QUALITY, ROOT, lacks, parser, recipe as load_recipe
 import pack_images as images
 
 
@@ -35,7 +35,7 @@ def window(array: np.ndarray, i: int, frames: int, crop: int) -> np.ndarray:
 
 
 def encode_clips(clips, budget: int | None = None,
-                 quality: int = images.QUALITY) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+                 quality: int = JPEG_QUALITY) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     """Clips (an iterable of uint8 [T, H, W, 3], all one shape) as JPEG frames, whole clips only,
     until ``budget`` bytes: (bytes, per-frame offsets, the clip shape)."""
     blobs, total, shape = [], 0, None
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
                                   dc["val_frames"], dc["val_crop"]).permute(0, 1, 3, 4, 2).numpy()
     windows = (window(train, int(i), dc["frames"], dc["crop"]) for i in images.spread_order(len(train)))
     parts = {"train": encode_clips(windows, int(args.train_mb * 1e6), args.quality), "val": encode_clips(val)}
-    quality = {"train": args.quality, "val": images.QUALITY}
+    quality = {"train": args.quality, "val": JPEG_QUALITY}
     packed["train"].parent.mkdir(parents=True, exist_ok=True)
     for key, (data, offsets, shape) in parts.items():
         np.savez(packed[key], data=data, offsets=offsets, shape=np.array(shape))

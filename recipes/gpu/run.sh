@@ -18,26 +18,7 @@ set -euo pipefail
 # OMP_WAIT_POLICY: idle OpenMP threads sleep instead of spinning, so runs side by side leave each
 # other's main threads (the ones that launch the GPU's work) the cores
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
-usage() { echo "usage: bash recipes/gpu/run.sh RUN [RUN ...], RUN: audio, audio_mpd, image or video" >&2; exit 2; }
-
-# the settings of one run: its config, recipe, starting weights, the recipe's output folder, the
-# packed data it needs and the script that unpacks it
-settings() {
-  flag=--init
-  case "$1" in
-    audio) config=recipes/configs/audio_gan_gpu.yaml; recipe=recipes/train_audio.py; init=unitok/assets/audio
-           run=data/train_audio_gan_gpu; data=data/gpu/audio/train_24k.i16.xz; packer=recipes/gpu/pack_audio.py ;;
-    audio_mpd)   # the same with period discriminators beside the STFT ones, on the same packed audio
-           config=recipes/configs/audio_gan_mpd_gpu.yaml; recipe=recipes/train_audio.py; init=unitok/assets/audio
-           run=data/train_audio_gan_mpd_gpu; data=data/gpu/audio/train_24k.i16.xz; packer=recipes/gpu/pack_audio.py ;;
-    image) config=recipes/configs/image_gpu.yaml; recipe=recipes/train_image.py; init=unitok/assets/image
-           run=data/train_image_gpu; data=data/gpu/images/train_256.jpeg.npz; packer=recipes/gpu/pack_images.py ;;
-    video) config=recipes/configs/video_gpu.yaml; recipe=recipes/train_video.py; init=${IMAGE:-unitok/assets/image}
-           run=data/train_video_gpu; data=data/gpu/video/train_clips.jpeg.npz; packer=recipes/gpu/pack_video.py
-           flag=--init-image ;;   # video: the image tokenizer it is inflated from
-    *) usage ;;
-  esac
-}
+. "$(dirname "$0")/runs.sh"   # settings NAME: what each run trains, from what, on which packed data
 
 [ $# -ge 1 ] || usage
 for name in "$@"; do settings "$name"; done   # refuse an unknown run before anything starts

@@ -6,17 +6,12 @@
 #   bash recipes/gpu/trip.sh audio audio_mpd video
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 1 ] || { echo "usage: bash recipes/gpu/trip.sh RUN [RUN ...], RUN: audio, audio_mpd, image or video" >&2; exit 2; }
+. recipes/gpu/runs.sh
+[ $# -ge 1 ] || usage
 carry=()
 for name in "$@"; do
-  case "$name" in
-    audio|audio_mpd) carry+=(data/gpu/audio/train_24k.i16.xz data/gpu/audio/train_index.json
-                   data/gpu/audio/val_24k.i16.xz data/gpu/audio/val_index.json .whl) ;;
-    image) carry+=(data/gpu/images/train_256.jpeg.npz data/gpu/images/val_256.npy) ;;
-    video) carry+=(data/gpu/video/train_clips.jpeg.npz data/gpu/video/val_clips.jpeg.npz)
-           [ -z "${IMAGE:-}" ] || carry+=("$IMAGE") ;;
-    *) echo "unknown run $name (audio, audio_mpd, image or video)" >&2; exit 2 ;;
-  esac
+  settings "$name"
+  carry+=("${carries[@]}")
 done
 mapfile -t carry < <(printf '%s\n' "${carry[@]}" | awk '!seen[$0]++')   # runs sharing data carry it once
 if [ "${#carry[@]}" -gt 8 ]; then   # the most paths one call carries
