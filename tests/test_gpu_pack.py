@@ -2,9 +2,11 @@
 in the layout the audio recipe reads, with exactly the validation clips of the full split."""
 
 import json
+import lzma
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import common
@@ -65,9 +67,12 @@ def test_squeezed_samples_come_back_exactly_and_smaller():
         assert back.dtype == np.int16 and np.array_equal(back, x)
     assert len(common.squeeze(speechlike.round().astype(np.int16))) < 0.75 * speechlike.size * 2
     assert common.squeezed_path(Path("data/gpu/audio/train_24k.npy")) == Path("data/gpu/audio/train_24k.i16.xz")
+    for damaged in (b"not lzma at all", common.squeeze(extremes)[:-9], lzma.compress(b"odd")):
+        with pytest.raises(ValueError, match="not a squeezed array"):
+            common.unsqueeze(damaged)
 
 
-def test_packed_audio_unpacks_into_the_arrays_the_recipe_reads(tmp_path, monkeypatch):
+def test_packed_audio_unpacks_into_the_arrays_the_recipe_reads(tmp_path, monkeypatch, capsys):
     array, index = _split(5, {"speech": [30000, 20000], "music": [40000]})
     src = tmp_path / "full"
     src.mkdir()
@@ -88,6 +93,11 @@ def test_packed_audio_unpacks_into_the_arrays_the_recipe_reads(tmp_path, monkeyp
     assert pack.main(["pack", "--config", "x.yaml", "--source", "full", "--train-mb", "0.1"]) == 0
     assert sorted(p.name for p in (tmp_path / "gpu").iterdir()) == [
         "train_24k.i16.xz", "train_index.json", "val_24k.i16.xz", "val_index.json"]   # only what travels
+    good = (tmp_path / "gpu" / "train_24k.i16.xz").read_bytes()
+    (tmp_path / "gpu" / "train_24k.i16.xz").write_bytes(good[:100])            # cut short on the way
+    assert pack.main(["unpack", "--config", "x.yaml"]) == 1
+    assert "train_24k.i16.xz" in capsys.readouterr().err
+    (tmp_path / "gpu" / "train_24k.i16.xz").write_bytes(good)
     assert pack.main(["unpack", "--config", "x.yaml"]) == 0
     spans = json.loads((tmp_path / "gpu" / "train_index.json").read_text())
     train = np.load(tmp_path / "gpu" / "train_24k.npy")

@@ -75,7 +75,13 @@ def squeeze(samples: np.ndarray) -> bytes:
 
 
 def unsqueeze(blob: bytes) -> np.ndarray:
-    """The inverse of :func:`squeeze`: int16 [N]."""
-    planes = np.frombuffer(lzma.decompress(blob), dtype=np.uint8).reshape(2, -1)
+    """The inverse of :func:`squeeze`: int16 [N]. A damaged blob raises ``ValueError``."""
+    try:
+        raw = lzma.decompress(blob)
+    except lzma.LZMAError as e:
+        raise ValueError(f"not a squeezed array ({e})") from None
+    if len(raw) % 2:
+        raise ValueError(f"not a squeezed array ({len(raw)} bytes: two byte planes must be the same length)")
+    planes = np.frombuffer(raw, dtype=np.uint8).reshape(2, -1)
     delta = np.ascontiguousarray(planes.T).view("<u2")[:, 0]
     return np.cumsum(delta, dtype=np.uint16).view(np.int16)         # the running sum wraps back

@@ -89,7 +89,12 @@ def main(argv=None) -> int:
     if args.action == "unpack":
         for key in ("train", "val"):
             path = ROOT / dc[key]
-            np.save(path, unsqueeze(squeezed_path(path).read_bytes()))
+            try:
+                samples = unsqueeze(squeezed_path(path).read_bytes())
+            except (OSError, ValueError) as e:
+                print(f"{squeezed_path(path)}: {e}; pack it again here and carry it", file=sys.stderr)
+                return 1
+            np.save(path, samples)
             print(f"unpacked {squeezed_path(path).relative_to(ROOT)} -> {path.relative_to(ROOT)}")
         return 0
     src = ROOT / args.source
