@@ -69,7 +69,7 @@ DEFAULTS = {
              "segment_seconds": 0.5, "weights": {"speech": 0.5, "music": 0.35, "effects": 0.15},
              "gain_db": [-12.0, 3.0], "val_clips": {"speech": 12, "music": 12, "effects": 2},
              "val_seconds": 2.0, "synthetic": False, "synthetic_seconds": 120.0},
-    "train": {"batch_size": 8, "lr": 5e-4, "min_lr_ratio": 0.1, "warmup": 100, "steps": 100000,
+    "train": {"batch_size": 8, "lr": 5e-4, "min_lr_ratio": 0.1, "schedule": "budget", "warmup": 100, "steps": 100000,
               "time_limit_min": None, "betas": [0.8, 0.99], "weight_decay": 0.0, "grad_clip": 10.0,
               "seed": 0, "num_threads": 1, "device": "auto", "init": None},
     "loss": {"mel": 5.0, "stft": 1.0, "l1": 0.0, "envelope": 0.0, "loudness": 0.0, "phase": 0.0, "consistency": 0.0,

@@ -46,7 +46,7 @@ DEFAULTS = {
     "model": {},
     "data": {"train": "data/images/train_256.npy", "val": "data/images/val_256.npy", "crop": 256,
              "limit": None, "val_limit": 64, "synthetic": False},
-    "train": {"batch_size": 8, "lr": 4e-4, "min_lr_ratio": 0.1, "warmup": 200, "steps": 100000,
+    "train": {"batch_size": 8, "lr": 4e-4, "min_lr_ratio": 0.1, "schedule": "budget", "warmup": 200, "steps": 100000,
               "time_limit_min": None, "betas": [0.9, 0.99], "weight_decay": 0.0, "grad_clip": 1.0,
               "amp": True, "channels_last": True, "seed": 0, "num_threads": None, "device": "auto", "init": None},
     "loss": {"l1": 1.0, "l2": 10.0, "structural": 0.2, "structural_kind": "ssim", "quantizer": 1.0,

@@ -50,15 +50,15 @@ from unitok.checkpoint import save_tensors
 from unitok.data import Packer, TokenDataset
 from unitok.errors import ConfigError
 from unitok.lm.constraint import BODY, Constraint, mask_logits
-from unitok.train import Logger, lr_at, read_config, setup_runtime
+from unitok.train import SCHEDULES, Logger, lr_at, read_config, setup_runtime
 
 DEFAULTS = {
     "model": {},
     "data": {"dir": "data/lm", "images": 2000, "audio": 2000, "seed": 0, "val_docs": 200, "length": 256,
              "docs_per_batch": 16, "mode": "uni", "masked": True},
-    "train": {"lr": 3e-3, "min_lr_ratio": 0.1, "warmup": 50, "steps": 3000, "time_limit_min": None,
-              "betas": [0.9, 0.95], "weight_decay": 0.01, "grad_clip": 1.0, "seed": 0, "num_threads": 1,
-              "device": "cpu"},
+    "train": {"lr": 3e-3, "min_lr_ratio": 0.1, "schedule": "budget", "warmup": 50, "steps": 3000,
+              "time_limit_min": None, "betas": [0.9, 0.95], "weight_decay": 0.01, "grad_clip": 1.0, "seed": 0,
+              "num_threads": 1, "device": "cpu"},
     "sample": {"n": 64, "temperature": 1.0, "max_tokens": 160, "image": [32, 32], "audio": [32, 80], "seed": 0,
                "picture_columns": 8},
     "log": {"out_dir": "data/train_lm", "every": 25, "val_every": 200},
@@ -522,10 +522,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", help="override log.out_dir")
     ap.add_argument("--steps", type=int, help="override train.steps")
     ap.add_argument("--time-limit-min", type=float, help="override train.time_limit_min")
+    ap.add_argument("--schedule", choices=SCHEDULES, help="override train.schedule (budget or steps)")
     args = ap.parse_args(argv)
     overrides: dict = {}
     for section, key, value in (("data", "dir", args.data), ("log", "out_dir", args.out_dir),
-                                ("train", "steps", args.steps), ("train", "time_limit_min", args.time_limit_min)):
+                                ("train", "steps", args.steps), ("train", "time_limit_min", args.time_limit_min),
+                                ("train", "schedule", args.schedule)):
         if value is not None:
             overrides.setdefault(section, {})[key] = value
     try:

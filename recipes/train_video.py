@@ -57,7 +57,7 @@ DEFAULTS = {
     "init": {"image": None},
     "data": {"train": "data/video/train_256.npy", "val": "data/video/val_256.npy", "crop": 128, "frames": 9,
              "limit": None, "val_limit": 12, "val_crop": 256, "val_frames": 17, "synthetic": False},
-    "train": {"batch_size": 4, "lr": 2e-4, "min_lr_ratio": 0.1, "warmup": 200, "steps": 100000,
+    "train": {"batch_size": 4, "lr": 2e-4, "min_lr_ratio": 0.1, "schedule": "budget", "warmup": 200, "steps": 100000,
               "time_limit_min": None, "betas": [0.9, 0.99], "weight_decay": 0.0, "grad_clip": 1.0,
               "temporal_lr_mult": 1.0, "amp": True, "seed": 0, "num_threads": None, "device": "auto"},
     "loss": {"l1": 1.0, "l2": 10.0, "structural": 0.2, "structural_kind": "ssim", "quantizer": 1.0,

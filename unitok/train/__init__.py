@@ -11,11 +11,11 @@ self-contained scripts (torchtune style) that build ordinary modules and loop.
 from .cli import EXPORT_DTYPES, cli_overrides, export_checkpoint, recipe_parser, run_recipe, save_final
 from .config import read_config
 from .pixels import StepWindow, tokenizer_step
-from .runtime import Logger, ThreadTuner, ddp_env, ddp_shutdown, lr_at, setup_runtime
+from .runtime import SCHEDULES, Logger, ThreadTuner, ddp_env, ddp_shutdown, lr_at, setup_runtime
 from .state import load_optimizer, load_training_state, optimizer_tensors, save_training_state, warm_start
 
 __all__ = [
-    "read_config", "Logger", "ThreadTuner", "ddp_env", "lr_at", "setup_runtime", "optimizer_tensors",
+    "read_config", "Logger", "ThreadTuner", "ddp_env", "lr_at", "SCHEDULES", "setup_runtime", "optimizer_tensors",
     "load_optimizer", "save_training_state", "load_training_state", "tokenizer_step", "StepWindow",
     "recipe_parser", "cli_overrides", "run_recipe", "export_checkpoint", "EXPORT_DTYPES", "save_final", "ddp_shutdown",
     "warm_start",

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from .runtime import SCHEDULES
 
 
 def recipe_parser(modality: str, data_help: str, synthetic_help: str) -> argparse.ArgumentParser:
@@ -21,6 +22,9 @@ def recipe_parser(modality: str, data_help: str, synthetic_help: str) -> argpars
     ap.add_argument("--out-dir", help="override log.out_dir")
     ap.add_argument("--steps", type=int, help="override train.steps")
     ap.add_argument("--time-limit-min", type=float, help="override train.time_limit_min")
+    ap.add_argument("--schedule", choices=SCHEDULES,
+                    help="override train.schedule: the cosine over the step or time budget, whichever ends "
+                         "first (budget), or over train.steps alone, the same on any machine (steps)")
     ap.add_argument("--data", help=data_help)
     ap.add_argument("--synthetic", action="store_true", help=synthetic_help)
     return ap
@@ -35,6 +39,8 @@ def cli_overrides(args: argparse.Namespace) -> dict:
         overrides.setdefault("train", {})["steps"] = args.steps
     if args.time_limit_min is not None:
         overrides.setdefault("train", {})["time_limit_min"] = args.time_limit_min
+    if getattr(args, "schedule", None):
+        overrides.setdefault("train", {})["schedule"] = args.schedule
     if args.data:
         overrides.setdefault("data", {})["train"] = args.data
     if args.synthetic:

@@ -9,6 +9,7 @@ import yaml
 
 from ..checkpoint import config_from_dict
 from ..errors import ConfigError
+from .runtime import check_schedule
 
 
 def read_config(path: str | Path, defaults: dict, model_class: type, overrides: dict | None = None) -> dict:
@@ -37,5 +38,10 @@ def read_config(path: str | Path, defaults: dict, model_class: type, overrides: 
         if section == "model" and isinstance(values.get("quantizer"), dict):
             values = {**values, "quantizer": {**cfg["model"].get("quantizer", {}), **values["quantizer"]}}
         cfg[section].update(values)
+    if "schedule" in cfg.get("train", {}):
+        try:
+            check_schedule(cfg["train"])
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
     cfg["model_config"] = config_from_dict(model_class, cfg["model"], source=f"{path}: model")
     return cfg

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import ConfigError
+
 
 class Logger:
     def __init__(self, path: Path | None):
@@ -52,13 +54,31 @@ class ThreadTuner:
         self.current, self.count, self.t = nxt, 0, time.time()
 
 
+SCHEDULES = ("budget", "steps")
+
+
+def check_schedule(tc: dict) -> str:
+    """``train.schedule`` (default "budget"), refused by name when it is not one of ``SCHEDULES``."""
+    schedule = tc.get("schedule", "budget")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"train.schedule is {schedule!r}; valid: {', '.join(SCHEDULES)}")
+    return schedule
+
+
 def lr_at(step: int, elapsed: float, tc: dict) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr`` over the step or time budget
-    (whichever is closer to its end)."""
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr``. Over what is ``train.schedule``:
+
+    - "budget" (the default): the step budget (``steps``) or the time budget (``time_limit_min``),
+      whichever is nearer its end, so a run stopped by the clock still ends annealed. The rate at a
+      given step then depends on how fast the machine ran: a slower or shared machine reaches that
+      step later, at a lower rate.
+    - "steps": the step budget alone, so every step gets the same rate on any machine and under any
+      load (runs compared step for step, a run reproduced elsewhere); ``time_limit_min`` then only
+      stops the run, wherever its schedule is."""
     if step < tc["warmup"]:
         return tc["lr"] * (step + 1) / tc["warmup"]
     progress = (step - tc["warmup"]) / max(1, tc["steps"] - tc["warmup"])
-    if tc["time_limit_min"]:
+    if check_schedule(tc) == "budget" and tc["time_limit_min"]:
         progress = max(progress, elapsed / (60 * tc["time_limit_min"]))
     progress = min(1.0, progress)
     r = tc["min_lr_ratio"]
