@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,11 +19,18 @@ from unitok.data import TokenDataset
 from unitok.pipeline import Options, TokenizeConfig, tokenize
 from unitok.testing import ToyAudio, ToyImage
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    indexed = pytest.importorskip("megatron.core.datasets.indexed_dataset")
-    gpt = pytest.importorskip("megatron.core.datasets.gpt_dataset")
-    builder = pytest.importorskip("megatron.core.datasets.blended_megatron_dataset_builder")
+
+@pytest.fixture(scope="module")
+def megatron():
+    """megatron-core's dataset modules, imported by the tests that use them (not at collection,
+    so the rest of the session runs without them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return SimpleNamespace(
+            indexed=pytest.importorskip("megatron.core.datasets.indexed_dataset"),
+            gpt=pytest.importorskip("megatron.core.datasets.gpt_dataset"),
+            builder=pytest.importorskip("megatron.core.datasets.blended_megatron_dataset_builder"))
+
 
 TEXTS = ["The quick brown fox jumps over the lazy dog. " * 6, "Ein Satz auf Deutsch, und noch einer.",
          "多言語のテキストも一つの文書です。", "short", "code: def f(x):\n    return x * 2\n" * 4]
@@ -55,12 +63,12 @@ def shards(request, tmp_path_factory):
     return out, index, unitok.load(suite) if suite else unitok.load()
 
 
-def test_indexed_dataset_reads_every_document(shards):
+def test_indexed_dataset_reads_every_document(shards, megatron):
     out, index, _ = shards
     ours = TokenDataset(out)
     n = 0
     for name, count in zip(index["shards"], index["documents_per_shard"]):
-        theirs = indexed.IndexedDataset(str(out / name))
+        theirs = megatron.indexed.IndexedDataset(str(out / name))
         assert len(theirs) == count
         assert np.dtype(theirs.index.dtype) == np.dtype(index["dtype"])
         for i in range(count):
@@ -72,7 +80,7 @@ def test_indexed_dataset_reads_every_document(shards):
     assert n == len(ours) == index["documents"]
 
 
-def test_gpt_dataset_builds_samples_from_the_shards(shards, tmp_path):
+def test_gpt_dataset_builds_samples_from_the_shards(shards, megatron, tmp_path):
     out, index, tok = shards
     assert index["vocab_size"] == len(tok.space)
 
@@ -83,17 +91,18 @@ def test_gpt_dataset_builds_samples_from_the_shards(shards, tmp_path):
         unique_identifiers = {"class": "unitok"}
 
     prefixes = [str(out / name) for name in index["shards"]]   # several shards: Megatron blends them
-    config = gpt.GPTDatasetConfig(random_seed=0, sequence_length=32, blend=(prefixes, None), split="100,0,0",
-                                  path_to_cache=str(tmp_path / "cache"), tokenizer=Vocabulary(),
-                                  reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False)
+    config = megatron.gpt.GPTDatasetConfig(
+        random_seed=0, sequence_length=32, blend=(prefixes, None), split="100,0,0",
+        path_to_cache=str(tmp_path / "cache"), tokenizer=Vocabulary(),
+        reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False)
     # a blend with a cache folder asks for the process group, as in a Megatron job: one process,
     # rendezvous through a file (no network)
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            train, _, _ = builder.BlendedMegatronDatasetBuilder(gpt.GPTDataset, [6, None, None], lambda: True,
-                                                                config).build()
+            train, _, _ = megatron.builder.BlendedMegatronDatasetBuilder(
+                megatron.gpt.GPTDataset, [6, None, None], lambda: True, config).build()
     finally:
         torch.distributed.destroy_process_group()
     ids = np.concatenate([TokenDataset(out)[i]["ids"] for i in range(index["documents"])])
