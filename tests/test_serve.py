@@ -201,6 +201,16 @@ def test_error_paths(server, tok):
     check_refusals(client, tok)
     with pytest.raises(MediaError, match="part 0"):               # 400: bad media
         client.request("POST", "/v1/encode", {"parts": [{"image": {"file": "bm90IGFuIGltYWdl"}}]})
+    with pytest.raises(MediaError) as e:                            # the part is named once
+        client.request("POST", "/v1/encode", {"parts": [{"image": {"file": "!!!notbase64"}}]})
+    assert str(e.value).count("part 0") == 1 and "base64" in str(e.value)
+    for field, value in (("eos", "no"), ("bos", 1), ("meta", "yes"), ("allowed_special", "<|bos|>")):
+        body = json.dumps({"parts": [{"text": "x"}], field: value}).encode()
+        status, _, data = client._once("POST", "/v1/encode", body, {"Content-Type": "application/json"})
+        assert status == 400 and field in json.loads(data)["error"]["reason"], (field, data)
+    status, _, data = client._once("POST", "/v1/decode", json.dumps({"ids": [1], "strict": "false"}).encode(),
+                                   {"Content-Type": "application/json"})
+    assert status == 400 and "strict" in json.loads(data)["error"]["reason"]
     status, _, data = client._once("POST", "/v1/encode", b"{nope", {"Content-Type": "application/json"})
     assert status == 400 and json.loads(data)["error"]["kind"] == "request"
     with pytest.raises(TokenSequenceError):

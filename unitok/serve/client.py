@@ -138,7 +138,8 @@ class Client:
         from ..sequence import TokenSequence
 
         payload = dump_document(x)
-        payload.update(bos=bos, eos=eos, allowed_special="all" if allowed_special == "all" else sorted(allowed_special))
+        payload.update(bos=bool(bos), eos=bool(eos),
+                       allowed_special="all" if allowed_special == "all" else sorted(allowed_special))
         if meta:
             payload["meta"] = True
         if preprocess:

@@ -162,8 +162,9 @@ def load_part(part, limits, index: int):
         from ..media import open_media
 
         data = value["file"]   # bytes: a multipart upload the server put here; str: base64 in JSON
+        data = data if isinstance(data, bytes) else unb64(data, what)   # its errors name the part already
         try:
-            item = open_media(data if isinstance(data, bytes) else unb64(data, what), limits=limits)
+            item = open_media(data, limits=limits)
         except MediaError as e:
             raise MediaError(e.reason, what) from None
         actual = type(item).__name__.lower()

@@ -43,6 +43,17 @@ def answer_error(e: Exception) -> tuple[int, bytes]:
     return error_body(500, "internal", f"{type(e).__name__}: {e}")
 
 
+def flag(req: dict, name: str, default: bool) -> bool:
+    """A request's yes/no option: JSON true or false (a string such as "no" is refused, not taken as
+    true), ``default`` when absent or null."""
+    value = req.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{name}' must be true or false, got {value!r}")
+    return value
+
+
 def ok(body: dict) -> tuple[int, bytes]:
     # ensure_ascii: a decoded text part may hold lone surrogates (invalid UTF-8 decodes that way),
     # which JSON carries only as escapes
@@ -89,8 +100,11 @@ class Server:
 
     def _encoder(self, req: dict):
         allowed = req.get("allowed_special", ())
-        kw = {"bos": bool(req.get("bos", False)), "eos": bool(req.get("eos", False)),
+        if allowed != "all" and not (isinstance(allowed, (list, tuple)) and all(isinstance(a, str) for a in allowed)):
+            raise ConfigError(f"'allowed_special' must be \"all\" or a list of token names, got {allowed!r}")
+        kw = {"bos": flag(req, "bos", False), "eos": flag(req, "eos", False),
               "allowed_special": "all" if allowed == "all" else set(allowed)}
+        flag(req, "meta", False)
         preprocess = req.get("preprocess")
         if not preprocess:
             return self.tok, kw
@@ -141,7 +155,7 @@ class Server:
             if not isinstance(ids, list):
                 raise TokenSequenceError("'ids' must be a list of integers")
             decoded = self.tok.decode(np.asarray(ids) if ids else np.zeros(0, np.int64),
-                                      strict=bool(req.get("strict", True)))
+                                      strict=flag(req, "strict", True))
             return ok(dump_decoded(decoded))
         except (ValueError, TypeError, OverflowError) as e:
             if isinstance(e, UnitokError):
