@@ -134,6 +134,13 @@ def test_bundled_suite_small_shapes():
         small.decode(ids, strict=True)
 
 
+def test_audio_seconds_must_be_a_positive_finite_number():
+    tok = unitok.load()
+    for bad in (0, -1, float("nan"), float("inf"), "3", True):
+        with pytest.raises(ConfigError, match="audio_seconds must be a positive, finite number"):
+            tok.constraint(audio_seconds=bad)
+
+
 def test_fixed_shape_forces_the_header_and_the_body(text):
     tok = UniTokenizer(text, {"image": ToyImage()})
     g = tok.constraint(image=(20, 30))

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import unitok
 from unitok import ConfigError, TokenSequence, TokenSequenceError, UniTokenizer, lm
-from unitok.layout import CodecDepth, Delay, FrameScale, NextScale, Raster
+from unitok.layout import CodecDepth, Delay, FrameRaster, FrameScale, MultiRate, NextScale, Raster
 from unitok.space import BEGIN, END
 from unitok.testing import ToyAudio, ToyImage, ToyImageConfig
 
@@ -57,6 +57,8 @@ def _image(kind, h, w, levels, eol):
         return Raster(h, w, levels, group="row", eol=bool(eol))
     if kind == 2:
         return NextScale(_pyramid(h, w, levels), (0,) * levels)
+    if kind in (4, 5):     # Emu3's frames of rows (levels: the frame count)
+        return FrameRaster(levels, h, w, eol=bool(eol), eof=True, group="token" if kind == 4 else "row")
     return NextScale(tuple((s, s) for s in VAR_SCALES))
 
 
@@ -65,6 +67,8 @@ def _video(frames, h, w, scales, eof):
 
 
 def _audio(levels, frames, delay):
+    if delay == 2:         # SNAC: levels at 1x, 2x, 4x the coarsest rate
+        return MultiRate(frames, (1, 2, 4)[:levels])
     return (Delay if delay else CodecDepth)(levels, frames)
 
 
@@ -121,12 +125,12 @@ def assemble(tok, parts, *, bos=False, eos=False, seed=0):
 
 
 headers = {
-    "image": st.fixed_dictionaries({"kind": st.integers(0, 3), "h": st.integers(1, 6), "w": st.integers(1, 6),
+    "image": st.fixed_dictionaries({"kind": st.integers(0, 5), "h": st.integers(1, 6), "w": st.integers(1, 6),
                                     "levels": st.integers(1, 3), "eol": st.integers(0, 1)}),
     "video": st.fixed_dictionaries({"frames": st.integers(1, 3), "h": st.integers(1, 5), "w": st.integers(1, 5),
                                     "scales": st.integers(1, 3), "eof": st.integers(0, 1)}),
     "audio": st.fixed_dictionaries({"levels": st.integers(1, 3), "frames": st.integers(1, 6),
-                                    "delay": st.integers(0, 1)}),
+                                    "delay": st.integers(0, 2)}),
 }
 part = st.one_of(st.lists(st.integers(0, 40000), min_size=1, max_size=4),
                  *[h.map(lambda hd, m=m: (m, hd)) for m, h in headers.items()])
@@ -234,10 +238,11 @@ def test_loss_mask_and_next_token_labels(plans, drawn):
         want[:max(N - depth, 0)] = seq.ids[depth:]
         got = lm.labels(seq, depth, tok=plans)
         assert got.dtype == np.int64 and np.array_equal(got, want)
-        masked = lm.labels(seq, depth, masked=True, tok=plans)
-        keep = want != -100
-        keep[keep] = mask[np.flatnonzero(keep) + depth]
-        assert np.array_equal(masked, np.where(keep, want, -100))
+        for headers, loss in ((True, mask), (False, mask & ~header)):
+            masked = lm.labels(seq, depth, masked=True, headers=headers, tok=plans)
+            keep = want != -100
+            keep[keep] = loss[np.flatnonzero(keep) + depth]
+            assert np.array_equal(masked, np.where(keep, want, -100))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -393,3 +398,23 @@ def test_malformed_documents_are_refused_with_a_position(plans):
         lm.positions(seq, "rope", tok=plans)
     with pytest.raises(ConfigError, match="depth"):
         lm.labels(seq, 0, tok=plans)
+
+
+def test_emu3_frame_raster_and_snac_multi_rate_bodies():
+    """Emu3's frames of rows and SNAC's codes at several rates have token metadata too (the
+    property tests above draw them as well): the cells and parents, pinned on small cases."""
+    from unitok.lm.body import body
+
+    emu3 = body(FrameRaster(2, 2, 3))          # per frame: 2 rows of 3 codes + <|eol|>, then <|eof|>
+    assert len(emu3) == 2 * (2 * 4 + 1)
+    assert emu3.cells[3].tolist() == [0, 0, 0, 3]        # <|eol|> of row 0 at column W
+    assert emu3.cells[8].tolist() == [0, 0, 2, 3]        # <|eof|> at (H, W)
+    assert emu3.cells[9].tolist() == [1, 0, 0, 0] and emu3.mrope[9].tolist() == [1, 0, 0]
+    assert emu3.extent == (4, 4)
+    assert emu3.parents.tolist() == list(range(-1, len(emu3) - 1))   # one token a group: the previous one
+    rows = body(FrameRaster(2, 2, 3, group="row"))
+    assert rows.parents[4] == 0 and rows.parents[9] == 4           # one row up; the previous frame's last row
+    assert rows.parents[8] == 7                                     # <|eof|>, alone: the token before it
+    snac = body(MultiRate(3, (1, 2, 4)))
+    assert len(snac) == 21 and snac.mrope[:, 0].tolist() == list(range(21)) and (snac.cells == -1).all()
+    assert snac.parents.tolist() == [-1] * 7 + list(range(14))     # the same place one coarse frame earlier

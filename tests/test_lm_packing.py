@@ -55,6 +55,20 @@ def test_a_long_document_continues_on_the_next_row(tok, items):
     assert np.array_equal(batch["labels"].numpy().reshape(-1)[:n], lm.labels(meta, masked=True))
 
 
+def test_headers_false_drops_header_targets_and_their_loss(tok, items):
+    """headers=False: a model always given the shape learns no header tokens: neither the loss mask
+    nor the (masked) labels ask it to predict them."""
+    meta = lm.annotate(items[0], tok=tok)
+    header = np.flatnonzero(meta.role == 3)
+    assert len(header)
+    for headers in (True, False):
+        batch = Packer(512, tok=tok, headers=headers)(items[:1])
+        labels, loss = batch["labels"][0].numpy(), batch["loss_mask"][0].numpy()
+        assert loss[header].all() == headers
+        assert (labels[header - 1] != -100).all() == headers and ((labels[header - 1] == -100).all() != headers)
+        assert np.array_equal(labels[:len(meta)], lm.labels(meta, masked=True, headers=headers, tok=tok))
+
+
 def test_rows_hold_each_documents_metadata(tok, items):
     packer = Packer(200, tok=tok, convention="next_group", mode="mrope")
     batch = packer(items)

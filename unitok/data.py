@@ -189,6 +189,8 @@ class Packer:
         (``depth`` > 1: [R, depth, L], depths 1..depth) int64 with -100 where there is no target
         (or, ``masked=True``, no loss), loss_mask [R, L] bool, parents [R, L] int64 (row index,
         -1 where the parent is not in the row).
+    ``headers=False``: media headers (the shapes) carry no loss and, with ``masked``, are no
+    targets, for a model that is always given the shape (``lm.loss_mask``).
     The attention mask is ``lm.dense_mask(blocks, documents)`` or ``lm.block_mask(blocks, documents)``.
     """
 
@@ -218,8 +220,8 @@ class Packer:
         for item in items:
             meta = lm.annotate(item, tok=self.tok)
             n = len(meta)
-            labels = np.stack([lm.labels(meta, d, convention=self.convention, masked=self.masked, tok=self.tok)
-                               for d in range(1, self.depth + 1)])
+            labels = np.stack([lm.labels(meta, d, convention=self.convention, masked=self.masked,
+                                         headers=self.headers, tok=self.tok) for d in range(1, self.depth + 1)])
             blocks = meta.blocks if self.convention == "next_group" else np.arange(n)
             loss = lm.loss_mask(meta, headers=self.headers)
             for a in range(0, n, L):

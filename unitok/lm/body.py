@@ -4,10 +4,11 @@ A ``Body`` is a template relative to the body's first token: positions relative 
 start position, parents relative to the body's first token (``-1`` is the token right before the
 body, the last header token). ``unitok.lm.meta`` places the templates into documents.
 
-Visual layouts (``Raster``, ``NextScale``, ``FrameScale``) are grids: every token has a cell
-``(frame, scale, row, col)``. Structural markers sit just outside the grid they close: ``<|eol|>``
-of row ``r`` at ``(r, W)``, ``<|eof|>`` of frame ``f`` at ``(H, W)`` of the finest scale. Audio
-layouts (``CodecDepth``, ``Delay``) have no grid: their tokens count like text.
+Visual layouts (``Raster``, ``NextScale``, ``FrameScale``, ``FrameRaster``) are grids: every token
+has a cell ``(frame, scale, row, col)``. Structural markers sit just outside the grid they close:
+``<|eol|>`` of row ``r`` at ``(r, W)``, ``<|eof|>`` of frame ``f`` at ``(H, W)`` of the finest
+scale. Audio layouts (``CodecDepth``, ``Delay``, ``MultiRate``) have no grid: their tokens count
+like text.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import ConfigError
-from ..layout import CodecDepth, FrameScale, Layout, NextScale, Raster
+from ..layout import CodecDepth, FrameRaster, FrameScale, Layout, MultiRate, NextScale, Raster
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ def _scale_cells(scales) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _grid(layout: Layout) -> tuple[np.ndarray, tuple[tuple[int, int], ...], int]:
     """cells [n, 4] (frame, scale, row, col), the scales (h, w) coarse to fine, the frames."""
+    if isinstance(layout, FrameRaster):   # Emu3: frames of one scale, rows ending in <|eol|>, <|eof|>
+        H, W, eol, eof = layout.height, layout.width, int(layout.eol), int(layout.eof)
+        frame, rest = np.divmod(np.arange(len(layout)), H * (W + eol) + eof)
+        row, col = np.divmod(rest, W + eol)
+        col = np.where(row == H, W, col)               # <|eof|>: one row below, one column right
+        return np.stack([frame, np.zeros_like(row), row, col], 1), ((H, W),), layout.frames
     if isinstance(layout, Raster):
         H, W, L = layout.height, layout.width, layout.levels
         row = np.repeat(np.arange(H), W * L + layout.eol)
@@ -103,6 +110,9 @@ def _grid_parents(layout: Layout, cells: np.ndarray, scales) -> np.ndarray:
     parents = np.full(n, -1, dtype=np.int64)
     k = np.arange(n)
     frame, scale, row, col = cells.T
+    if isinstance(layout, FrameRaster):   # group="row": the same column one row up (across frames)
+        per_row = layout.width + int(layout.eol)
+        return np.where(row > 0, k - per_row, np.where(frame > 0, k - per_row - int(layout.eof), -1))
     if isinstance(layout, Raster):
         W, L, eol = layout.width, layout.levels, int(layout.eol)
         level = np.where(col < W, k % (W * L + eol) % L, 0)
@@ -127,12 +137,13 @@ def _grid_parents(layout: Layout, cells: np.ndarray, scales) -> np.ndarray:
     return parents
 
 
-def _audio(layout: CodecDepth) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], np.ndarray]:
-    n, K = len(layout), layout.levels
+def _audio(n: int, K: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], np.ndarray]:
+    """``n`` tokens in groups of ``K`` (a frame's levels; a delay step; a coarse frame of codes at
+    several rates), counted like text."""
     k = np.arange(n)
     cells = np.full((n, 4), -1, dtype=np.int64)
     mrope = np.repeat(k[:, None], 3, 1)
-    parents = np.where(k >= K, k - K, -1)    # the same level one frame (delay: one step) earlier
+    parents = np.where(k >= K, k - K, -1)    # the same place one group earlier
     return cells, mrope, mrope.astype(np.float64), (n, n), parents
 
 
@@ -140,12 +151,14 @@ def _audio(layout: CodecDepth) -> tuple[np.ndarray, np.ndarray, np.ndarray, tupl
 def body(layout: Layout) -> Body:
     """The template of a body laid out with ``layout`` (cached: a shape seen once costs nothing)."""
     levels, groups, _ = layout._plan
-    if isinstance(layout, (Raster, NextScale, FrameScale)):
+    if isinstance(layout, (Raster, NextScale, FrameScale, FrameRaster)):
         cells, scales, _ = _grid(layout)
         mrope, uni, extent = _grid_positions(cells, scales)
         parents = _grid_parents(layout, cells, scales)
     elif isinstance(layout, CodecDepth):     # Delay too
-        cells, mrope, uni, extent, parents = _audio(layout)
+        cells, mrope, uni, extent, parents = _audio(len(layout), layout.levels)
+    elif isinstance(layout, MultiRate):
+        cells, mrope, uni, extent, parents = _audio(len(layout), sum(layout.rates))
     else:
         raise ConfigError(f"unitok.lm has no token metadata for the {type(layout).__name__} layout; add its "
                           f"cells and positions to unitok/lm/body.py")

@@ -553,6 +553,9 @@ def _fields(codec, modality: str, shape) -> dict[str, int]:
 
 
 def _audio_header(codec, shape, seconds: float) -> dict[str, int]:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"audio_seconds must be a positive, finite number of seconds, got {seconds!r}")
     if codec is None:
         raise ConfigError("audio_seconds: this suite has no audio tokenizer")
     fields = tuple(codec.header_fields)

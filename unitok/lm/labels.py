@@ -16,14 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from .meta import annotate
+from .meta import annotate, loss_mask
 
 IGNORE = -100   # the target index torch's cross_entropy skips by default
 
 CONVENTIONS = ("next_token", "next_group")
 
 
-def labels(seq, depth: int = 1, *, convention: str = "next_token", masked: bool = False, tok=None) -> np.ndarray:
+def labels(seq, depth: int = 1, *, convention: str = "next_token", masked: bool = False, headers: bool = True,
+           tok=None) -> np.ndarray:
     """Targets of every position at ``depth`` (1..D), int64 [N], ``-100`` where there is none.
 
     ``"next_token"``: ``ids[i + depth]``, ``-100`` past the end of the document (targets never
@@ -32,7 +33,8 @@ def labels(seq, depth: int = 1, *, convention: str = "next_token", masked: bool 
     (depth 1: token i itself); ``-100`` where that group is shorter or past the document's end. For
     groups of one token this is ``ids[i + depth - 1]``: next-token prediction with inputs shifted
     by one (``lm.parents``).
-    ``masked``: also ``-100`` where the target carries no loss (``lm.loss_mask``).
+    ``masked``: also ``-100`` where the target carries no loss (``lm.loss_mask(seq, headers=headers)``:
+    with ``headers=False``, header tokens are no targets either).
     """
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
         raise ConfigError(f"labels: depth must be an integer >= 1, got {depth!r}")
@@ -58,5 +60,5 @@ def labels(seq, depth: int = 1, *, convention: str = "next_token", masked: bool 
         target = starts[later] + offset
     target = np.where(valid, target, 0)
     if masked:
-        valid &= meta.loss[target]
+        valid &= loss_mask(meta, headers=headers)[target]
     return np.where(valid, meta.ids[target], IGNORE).astype(np.int64)
