@@ -232,6 +232,15 @@ def test_level_delay_layout_for_dia_and_moshi(tmp_path):
     assert np.array_equal(suite.decode(seq)[0].samples, tok.decode_item(*tok.encode_item(audio)).samples)
     with pytest.raises(ConfigError, match="one delay per level"):
         unitok.from_hf(tmp_path / "dac", layout="level_delay", delays=(0, 8))
+    # options that would be ignored or could never encode are refused when the tokenizer is made
+    for options, message in (({"layout": "level_delay", "delays": (0, -1, 2)}, "whole numbers >= 0"),
+                             ({"layout": "level_delay", "delays": (0, 1.5, 2)}, "whole numbers >= 0"),
+                             ({"delays": (0, 2, 3)}, "delays apply to layout='level_delay'"),
+                             ({"layout": "delay", "delays": (0, 2, 3)}, "delays apply to layout='level_delay'"),
+                             ({"order": "tree"}, "SNAC's option"),
+                             ({"group": "row"}, "applies to image codes")):
+        with pytest.raises(ConfigError, match=message):
+            unitok.from_hf(tmp_path / "dac", **options)
 
 
 # -- images and video -------------------------------------------------------------------------------
@@ -308,6 +317,26 @@ def test_emu3_video_matches_reference(tmp_path):
     assert torch.equal(out.frames, expect)
 
 
+def test_emu3_video_of_any_shape_keeps_every_latent_frame_and_row(tmp_path):
+    """transformers' Emu3VQVAE.encode crops a video's codes [t, h, w] by image_sizes as if they were
+    [h, w]; the adapter keeps them whole, so portrait clips and clips with more latent frames than
+    latent rows encode too, with the reference's codes run uncropped."""
+    ref, _ = reference(emu3, tmp_path)
+    tok = unitok.from_hf(tmp_path / "ref", modality="video")
+    suite = unitok.UniTokenizer(text_tokenizer(), {"video": tok})
+    g = torch.Generator().manual_seed(4)
+    for frames, height, width in ((2, 24, 8), (6, 2, 16), (2, 16, 16)):   # portrait; many frames, one row; square
+        video = Video((torch.rand(frames, 3, height, width, generator=g) * 255).to(torch.uint8), 8)
+        header, codes = tok.encode_item(video)
+        assert codes.shape == (frames // 2, height // 2, width // 2)
+        x = normalize(video.frames.float() / 255)[None]
+        with torch.no_grad():
+            want = ref.encode(x, torch.tensor([[1 << 20, 1 << 20]])).image_tokens[0]
+        assert np.array_equal(ids_round_trip(suite, "video", header, codes), want.numpy())
+        out = suite.decode(suite.encode(video))[0]
+        assert (out.num_frames, out.height, out.width) == (frames, height, width)
+
+
 # -- loading rules ----------------------------------------------------------------------------------
 
 
@@ -325,6 +354,20 @@ def test_refuses_pickles_unknown_types_and_chameleon(tmp_path):
     tr.BertConfig().save_pretrained(tmp_path / "bert")
     with pytest.raises(ConfigError, match="not a supported tokenizer"):
         unitok.from_hf(tmp_path / "bert")
+
+
+@pytest.mark.parametrize("build", [mimi, snac], ids=["transformers", "snac"])
+def test_truncated_safetensors_are_a_config_error(build, tmp_path, capsys):
+    torch.manual_seed(0)
+    save_reference(build().eval(), tmp_path / "ref")
+    weights = tmp_path / "ref" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    with pytest.raises(ConfigError, match="truncated or corrupted"):
+        unitok.from_hf(tmp_path / "ref")
+    from unitok.cli import main
+    assert main(["convert", str(tmp_path / "ref"), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "error: " in err and "truncated or corrupted" in err and "Traceback" not in err
 
 
 def test_convert_pickle_in_a_subprocess(tmp_path):

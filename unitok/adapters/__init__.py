@@ -109,9 +109,13 @@ def _load_hf(cls, folder: Path):
     tr = transformers_module()
     os.environ["HF_HUB_OFFLINE"] = "1"
     model_class = getattr(tr, cls.model_class_name)
+    from safetensors import SafetensorError
+
     try:
         model, info = model_class.from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
                                                   output_loading_info=True)
+    except SafetensorError as e:     # a truncated or corrupted weights file
+        raise ConfigError(f"{folder}: cannot read its safetensors ({e}); a file is truncated or corrupted") from None
     except (OSError, ValueError, RuntimeError) as e:
         raise ConfigError(f"{folder}: {cls.model_class_name} cannot load it: {e}") from None
     if info.get("missing_keys") or info.get("mismatched_keys"):
@@ -122,16 +126,36 @@ def _load_hf(cls, folder: Path):
 
 
 def _load_snac(folder: Path, config: dict):
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
+
     model = SnacAdapter.build_reference(AudioAdapterConfig(reference=config, layout="multi_rate"))
     state = {}
     for path in _weights(folder):
-        state.update(load_file(str(path)))
+        try:
+            state.update(load_file(str(path)))
+        except (SafetensorError, OSError) as e:
+            raise ConfigError(f"{path}: cannot read safetensors ({e}); the file is truncated or corrupted") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise ConfigError(f"{folder}: the weights do not match SNAC's config ({str(e)[:300]})") from None
     return model
+
+
+def _delays(delays, layout) -> tuple[int, ...]:
+    """``delays=`` as whole numbers >= 0, given with ``layout="level_delay"`` only."""
+    if not delays:
+        return ()
+    if layout != "level_delay":
+        raise ConfigError(f"delays apply to layout='level_delay' (one per level), not to layout={layout!r}")
+    try:
+        out = tuple(int(d) for d in delays)
+    except (TypeError, ValueError):
+        raise ConfigError(f"delays must be whole numbers, got {delays!r}") from None
+    if min(out) < 0 or any(isinstance(d, float) and d != int(d) for d in delays):
+        raise ConfigError(f"delays must be whole numbers >= 0 (one per level), got {list(delays)}")
+    return out
 
 
 def from_hf(folder, *, modality: str | None = None, layout: str | None = None, delays=None,
@@ -160,10 +184,18 @@ def from_hf(folder, *, modality: str | None = None, layout: str | None = None, d
     if whole:       # the vision tokenizer of a whole unified model: its vq_config and VQ tensors only
         config = vq_config(folder, config)
         kind = config["model_type"]
-    audio = dict(layout=layout or "codec_depth", delays=tuple(int(d) for d in (delays or ())))
-    if kind is None and "vq_strides" in config:
+    audio = dict(layout=layout or "codec_depth", delays=_delays(delays, layout))
+    snac = kind is None and "vq_strides" in config
+    if snac:
+        if layout not in (None, "multi_rate") or delays:
+            raise ConfigError(f"{folder}: SNAC's codes are laid out multi_rate (choose their order with order=); "
+                              f"layout and delays do not apply")
+        if order not in ("level", "tree"):
+            raise ConfigError(f"{folder}: order must be 'level' or 'tree', got {order!r}")
         cfg = AudioAdapterConfig(reference=clean_reference(config), layout="multi_rate", order=order)
         return SnacAdapter(cfg, model=_load_snac(folder, config)).to(device)
+    if order != "level":
+        raise ConfigError(f"{folder}: order={order!r} is SNAC's option; this is not a SNAC folder")
     if kind not in ADAPTERS:
         known = ", ".join(sorted(ADAPTERS)) + ", and SNAC"
         raise ConfigError(f"{folder}: model_type {kind!r} is not a supported tokenizer (supported: {known})")
@@ -174,6 +206,11 @@ def from_hf(folder, *, modality: str | None = None, layout: str | None = None, d
         cls = Emu3VideoAdapter
     elif modality not in (None, cls.modality):
         raise ConfigError(f"{folder}: {cls.reference_name} is a {cls.modality} tokenizer, not {modality}")
+    if issubclass(cls, AudioAdapter) and group != "token":
+        raise ConfigError(f"{folder}: group={group!r} applies to image codes; {cls.reference_name} is an audio codec")
+    if not issubclass(cls, AudioAdapter) and (layout is not None or delays):
+        raise ConfigError(f"{folder}: layout and delays apply to audio codes; {cls.reference_name} is a "
+                          f"{cls.modality} tokenizer (its codes' grouping is group=)")
     _weights(folder)
     model = load_vq(cls, folder, clean_reference(config)) if whole else _load_hf(cls, folder)
     if issubclass(cls, AudioAdapter):

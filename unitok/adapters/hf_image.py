@@ -189,6 +189,12 @@ class _Emu3(_VQImage):
         return [int(self.model.config.codebook_size)]
 
     def _sizes(self, x: torch.Tensor) -> torch.Tensor:
+        """``image_sizes`` for ``Emu3VQVAE.encode``, which crops each item's codes to ``size / f``
+        along their first two axes: [h, w] for a picture, but [t, h] for a video (transformers 5.25),
+        where that crop would cut latent frames and rows off a portrait or short, wide clip. A video
+        gets sizes no crop reaches, so its codes stay [t, h, w] whole."""
+        if x.ndim == 5:
+            return torch.full((x.shape[0], 2), torch.iinfo(torch.int32).max)
         return torch.tensor([list(x.shape[-2:])] * x.shape[0])
 
     @torch.no_grad()
