@@ -35,6 +35,8 @@ def test_info(capsys):
 def test_encode_decode_text_files_byte_exact(capsys, tmp_path):
     code, _, err = run(capsys, "encode", EXAMPLES, "-o", tmp_path / "tok")
     assert code == 0, err
+    # the manifest is for `unitok tokenize`: left out, and said so
+    assert "left out 1 file(s) that are not text, image, video or audio: documents.jsonl" in err
     code, _, err = run(capsys, "decode", tmp_path / "tok", "-o", tmp_path / "out")
     assert code == 0, err
     sources = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".txt", ".md"))
@@ -64,6 +66,35 @@ def test_decode_generated_ids_strict_and_lenient(capsys, tmp_path):
     assert code == 0 and "repaired" in err
     parts = sorted((tmp_path / "out").iterdir())
     assert b"".join(p.read_bytes() for p in parts) == b"generated text"
+
+
+def test_decode_refuses_ids_that_are_not_integers(capsys, tmp_path):
+    """3.5, "12" and true are refused with their position, as tok.decode refuses them, not rounded
+    or converted."""
+    tok = unitok.load()
+    cases = (("float", 3.5, "3.5"), ("string", "12", "'12'"), ("bool", True, "True"))
+    for name, bad, _ in cases:
+        data = tok.encode("some text").to_dict()
+        data["ids"][1] = bad
+        (tmp_path / f"{name}.tokens.json").write_text(json.dumps(data))
+        (tmp_path / f"{name}.json").write_text(json.dumps([data["ids"][0], bad]))     # a bare list of ids
+    for name, _, shown in cases:
+        for suffix in (".tokens.json", ".json"):
+            code, _, err = run(capsys, "decode", tmp_path / f"{name}{suffix}", "-o", tmp_path / "out")
+            assert code == 1 and f"ids[1] is {shown}, not an integer" in err, err
+    data = tok.encode("some text").to_dict()
+    data["spans"] = [["text", 0.5, 2]]
+    (tmp_path / "span.tokens.json").write_text(json.dumps(data))
+    code, _, err = run(capsys, "decode", tmp_path / "span.tokens.json", "-o", tmp_path / "out")
+    assert code == 1 and "spans[0]" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_encode_refuses_an_unknown_allowed_special_before_writing(capsys, tmp_path):
+    (tmp_path / "a.txt").write_text("text")
+    code, _, err = run(capsys, "encode", tmp_path / "a.txt", "-o", tmp_path / "tok", "--allowed-special", "<|nope|>")
+    assert code == 2 and "--allowed-special" in err and "<|nope|>" in err
+    assert not (tmp_path / "tok").exists()
 
 
 def test_decode_refuses_another_space(capsys, tmp_path):

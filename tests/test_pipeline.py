@@ -175,6 +175,21 @@ def test_on_error_fail_stops_at_the_first_bad_record(tmp_path, data, suite):
         _run(tmp_path / "out", [data / "docs.jsonl"], suite, on_error="fail")
 
 
+def test_resume_after_on_error_fail_and_a_fixed_media_file(tmp_path, data, suite):
+    """What the stop message promises: a manifest's media file fixed in place (another size too),
+    --resume goes on to the next bad record."""
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    out = tmp_path / "out"
+    with pytest.raises(UnitokError, match=r"line 3.*--resume continues once the input is fixed"):
+        _run(out, [copy / "docs.jsonl"], suite, on_error="fail", shard_size=2)
+    _picture(11, 30, 30).save(copy / "img" / "truncated.png")
+    with pytest.raises(UnitokError, match=r"docs.jsonl \(line 4\).*missing.png"):
+        _run(out, [copy / "docs.jsonl"], suite, on_error="fail", shard_size=2, resume=True)
+
+
 # -- format -----------------------------------------------------------------------------------------
 
 def test_shards_are_megatron_indexed_datasets(reference):
@@ -353,6 +368,9 @@ def test_cli_tokenize_and_verify(capsys, tmp_path, data, suite):
     code, _, err = _cli(capsys, "verify", out, "--suite", suite, "--sample", "-1", "--decode-to", tmp_path / "dec")
     assert code == 0, err
     assert "round-tripped 5" in err and "ok" in err
+    with pytest.raises(SystemExit) as stop:                 # -1 is all; below it is a usage error
+        main(["verify", str(out), "--suite", str(suite), "--sample", "-3"])
+    assert stop.value.code == 2 and "--sample: -3" in capsys.readouterr().err
     assert (tmp_path / "dec" / "doc000000.part0.txt").read_text() == "A cat"
     assert Image.open(tmp_path / "dec" / "doc000000.part1.png").width == 40
     # a changed source and a damaged shard are both found
@@ -405,11 +423,37 @@ def test_cli_limit_sets_media_limits_for_the_run(capsys, tmp_path, data, suite):
         assert message in capsys.readouterr().err
 
 
-def test_missing_inputs_are_records_too(tmp_path, suite):
-    summary = _run(tmp_path / "out", [tmp_path / "nope.jsonl", tmp_path / "none*.png"], suite)
-    errors = [json.loads(line) for line in (tmp_path / "out" / "errors.jsonl").read_text().splitlines()]
-    assert [e["reason"] for e in errors] == ["no such file or folder", "the pattern matches no file"]
-    assert summary.documents == 0 and len(TokenDataset(tmp_path / "out")) == 0
+def test_missing_inputs_stop_a_new_run_before_anything_is_written(tmp_path, data, suite, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError) as e:
+        _run(tmp_path / "out", [data / "texts", tmp_path / "nope.jsonl", tmp_path / "none*.png", tmp_path / "empty"],
+             suite)
+    for name, reason in (("nope.jsonl", "no such file or folder"), ("none*.png", "the pattern matches no file"),
+                         ("empty", "folder holds no text or media file")):
+        assert f"{tmp_path / name}: {reason}" in str(e.value)
+    assert "texts" not in str(e.value) and not (tmp_path / "out").exists()
+    code, _, err = _cli(capsys, "tokenize", tmp_path / "nope.jsonl", "-o", tmp_path / "out", "--suite", suite,
+                        "--plugin", "unitok.testing", "--workers", "0", "--no-progress")
+    assert code == 1 and "nope.jsonl: no such file or folder" in err and not (tmp_path / "out").exists()
+
+
+def test_run_wide_option_mistakes_stop_before_anything_is_written(tmp_path, data, suite, capsys):
+    for flags, message in ((["--allowed-special", "<|nope|>"], "<|nope|>"),
+                           (["--bitrate", "3"], "ToyAudio) has no bitrates to choose from")):
+        code, _, err = _cli(capsys, "tokenize", data / "texts", "-o", tmp_path / "out", "--suite", suite,
+                            "--plugin", "unitok.testing", "--workers", "1", "--no-progress", *flags)
+        assert code == 1 and message in err and "Traceback" not in err, err
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_resumed_run_reports_an_input_that_is_gone(tmp_path, data, suite):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "a.txt").write_text("one")
+    _run(tmp_path / "out", [folder], suite)
+    (folder / "a.txt").unlink()
+    with pytest.raises(ConfigError, match="cannot resume.*is gone"):
+        _run(tmp_path / "out", [folder], suite, resume=True)
 
 
 def test_absurdly_long_documents_are_skipped(tmp_path, data, suite):

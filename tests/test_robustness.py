@@ -272,11 +272,12 @@ def test_special_files_named_directly_or_in_a_folder_are_refused_by_name(tmp_pat
     os.mkfifo(tmp_path / "s.tar")
     (tmp_path / "z.jsonl").symlink_to("/dev/zero")
     inputs = [tmp_path / n for n in ("m.jsonl", "s.tar", "z.jsonl", "good.txt")]
-    summary = tokenize(_cfg(inputs, tmp_path / "out", text_suite))
-    assert summary.documents == 1 and summary.skipped == 3
-    reasons = list(_errors(tmp_path / "out").values())
-    assert "is a FIFO, not a regular manifest" in reasons[0] and "is a FIFO, not a regular tar shard" in reasons[1]
-    assert "is a device" in reasons[2]
+    with pytest.raises(ConfigError) as e:       # inputs that cannot be read stop the run before it writes
+        tokenize(_cfg(inputs, tmp_path / "out", text_suite))
+    for name, reason in (("m.jsonl", "is a FIFO, not a regular manifest"),
+                         ("s.tar", "is a FIFO, not a regular tar shard"), ("z.jsonl", "is a device")):
+        assert f"{tmp_path / name}: {reason}" in str(e.value) and f"{tmp_path / name}: {tmp_path}" not in str(e.value)
+    assert "good.txt" not in str(e.value) and not (tmp_path / "out").exists()
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "a.txt").write_text("fine")

@@ -3,6 +3,7 @@ alone ("steps"), which gives the same rate at every step on any machine and unde
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from unitok.errors import ConfigError
 from unitok.train import lr_at
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 TRAIN = {"lr": 1.0, "min_lr_ratio": 0.1, "warmup": 10, "steps": 110, "time_limit_min": 10.0}
 
@@ -50,8 +51,11 @@ def test_unknown_schedule_is_refused_by_name():
 @pytest.mark.parametrize("recipe,config", [("train_image", "image_tiny.yaml"), ("train_video", "video_tiny.yaml"),
                                            ("train_audio", "audio_tiny.yaml"), ("train_lm", "lm_tiny.yaml")])
 def test_every_recipe_reads_the_schedule(recipe, config, tmp_path):
-    module = __import__(recipe)
-    configs = Path(__file__).resolve().parents[1] / "recipes" / "configs"
+    spec = importlib.util.spec_from_file_location(recipe, RECIPES / f"{recipe}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[recipe] = module          # the recipes' dataclasses look their module up there
+    spec.loader.exec_module(module)
+    configs = RECIPES / "configs"
     assert module.load_config(configs / config)["train"]["schedule"] == "budget"
     assert module.load_config(configs / config, {"train": {"schedule": "steps"}})["train"]["schedule"] == "steps"
     bad = tmp_path / "bad.yaml"

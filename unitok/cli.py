@@ -35,9 +35,10 @@ def _load(args):
     return load(args.suite, device=args.device)
 
 
-def _expand(inputs: list[str], accept) -> tuple[list[Path], list[tuple[str, str]]]:
+def _expand(inputs: list[str], accept, wanted: str) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files named on the command line, with folders expanded recursively (sorted, so runs are
-    reproducible). Returns (files, [(input, problem)])."""
+    reproducible). Returns (files, [(input, problem)]). A folder's files that ``accept`` does not
+    take (``wanted`` says what it takes) are left out, and a note on standard error says which."""
     files, problems = [], []
     for name in inputs:
         path = Path(name)
@@ -52,6 +53,10 @@ def _expand(inputs: list[str], accept) -> tuple[list[Path], list[tuple[str, str]
                     found.append(p)
                 except UnitokError as e:
                     refused.append((str(p), str(e)))
+            left = sorted(p.relative_to(path).as_posix() for p in entries if not accept(p))
+            if left:
+                shown = ", ".join(left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+                print(f"note: {name}: left out {len(left)} file(s) that are not {wanted}: {shown}", file=sys.stderr)
             if not found and not refused:
                 problems.append((name, "folder holds no file this command can read"))
             files.extend(found)
@@ -131,15 +136,21 @@ def cmd_encode(args) -> int:
     tok = _load(args)
     tok.preprocess = preprocess
     if args.bitrate is not None:
-        if "audio" not in tok.media:
-            raise UnitokError("--bitrate applies to audio, but this suite has no audio tokenizer")
-        levels = tok.media["audio"].set_bitrate(args.bitrate)
+        from .pipeline.worker import set_audio_bitrate
+
+        levels = set_audio_bitrate(tok, args.bitrate)
         print(f"audio: {levels} level(s), {tok.media['audio'].bitrates[levels]:.3g} kbps", file=sys.stderr)
-    files, failures = _expand(args.inputs, lambda p: kind_of(p) is not None)
+    allowed = "all" if "all" in args.allowed_special else set(args.allowed_special)
+    if allowed and allowed != "all":
+        try:
+            tok.encode("x", allowed_special=allowed)   # a name the vocabulary lacks is the command's mistake
+        except UnitokError as e:
+            print(f"unitok encode: error: --allowed-special: {e}", file=sys.stderr)
+            return 2
+    files, failures = _expand(args.inputs, lambda p: kind_of(p) is not None, "text, image, video or audio")
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     where = _mirror(files, out_dir)
-    allowed = "all" if "all" in args.allowed_special else set(args.allowed_special)
     done = tokens = 0
     _follow_items(tok, files, "encode")
     for path in _progress(files, "encode"):
@@ -256,7 +267,7 @@ def cmd_decode(args) -> int:
     tok = _load(args)
     if args.space:
         tok.space.check_fingerprint(TokenSpace.load(args.space).fingerprint, source=f"ids of {args.space}")
-    files, failures = _expand(args.inputs, lambda p: p.name.endswith(TOKEN_SUFFIX))
+    files, failures = _expand(args.inputs, lambda p: p.name.endswith(TOKEN_SUFFIX), f"token files (*{TOKEN_SUFFIX})")
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     where = _mirror(files, out_dir)
@@ -370,7 +381,8 @@ def cmd_show(args) -> int:
 
     started = time.perf_counter()
     tok = _load(args)
-    files, failures = _expand(args.inputs, lambda p: kind_of(p) is not None or p.name.endswith(TOKEN_SUFFIX))
+    files, failures = _expand(args.inputs, lambda p: kind_of(p) is not None or p.name.endswith(TOKEN_SUFFIX),
+                              "media, text or token files")
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     where = _mirror(files, out_dir)

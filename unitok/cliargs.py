@@ -44,6 +44,17 @@ def _positive(cast, what: str = "", example: str = ""):
 _kbps = _positive(float, "kbit/s", ", e.g. 1.5, 3 or 6")   # --bitrate
 
 
+def _sample(text: str) -> int:
+    """argparse type of ``verify --sample``: a count >= 0, or -1 for every document."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < -1:
+        raise argparse.ArgumentTypeError(f"{text}: must be a number of documents >= 0, or -1 for all of them")
+    return value
+
+
 def _preprocess_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("preprocessing (before tokenizing; by default media keep their size, rate and length, "
                                  "and videos are split at scene cuts)")
@@ -194,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and media of the same size. Exit status 1 when a check fails.")
     p.add_argument("shards", metavar="OUT", help="the output folder of 'unitok tokenize'")
     _suite_args(p)
-    p.add_argument("--sample", type=int, default=16, metavar="N",
+    p.add_argument("--sample", type=_sample, default=16, metavar="N",
                    help="documents to round-trip, chosen at random (default: 16; -1: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
     p.add_argument("--decode-to", metavar="DIR", default=None,

@@ -69,12 +69,21 @@ class TokenSequence:
 
     @classmethod
     def from_dict(cls, data: dict, *, source: str = "token sequence") -> "TokenSequence":
+        """The inverse of :meth:`to_dict`. Ids, groups and span bounds must be integers as they are
+        (``3.5``, ``"12"`` or ``true`` is refused with its position, not rounded or converted)."""
+        if not isinstance(data, dict) or "ids" not in data:
+            raise ConfigError(f"{source}: not a token sequence (expected an object with 'ids')")
+        ids = _integers(data["ids"], "ids", source)
+        groups = _integers(data["groups"], "groups", source) if "groups" in data else np.arange(len(ids))
+        spans = data.get("spans", [])
         try:
-            ids = np.asarray(data["ids"], dtype=np.int64)
-            groups = np.asarray(data.get("groups", np.arange(len(ids))), dtype=np.int64)
-            spans = [Span(str(m), int(a), int(b)) for m, a, b in data.get("spans", [])]
-        except (KeyError, TypeError, ValueError, OverflowError) as e:
-            raise ConfigError(f"{source}: not a token sequence ({e})") from None
+            spans = [Span(m, a, b) for m, a, b in spans]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: 'spans' must be a list of [modality, start, stop]") from None
+        for i, span in enumerate(spans):
+            if not isinstance(span.modality, str) or not all(_is_int(v) for v in (span.start, span.stop)):
+                raise ConfigError(f"{source}: spans[{i}] is {[span.modality, span.start, span.stop]!r}: expected "
+                                  "[modality name, integer start, integer stop]")
         if ids.ndim != 1 or groups.shape != ids.shape:
             raise ConfigError(f"{source}: 'ids' and 'groups' must be flat lists of the same length")
         fingerprint = data.get("fingerprint")
@@ -119,6 +128,27 @@ class TokenSequence:
         except ValueError as e:
             raise ConfigError(f"{path}: expected token ids separated by spaces or commas ({e})") from None
         return cls.from_dict({"ids": ids}, source=str(path)), {}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _integers(values, name: str, source: str) -> np.ndarray:
+    """A flat list of integers (JSON numbers without a fraction) -> int64 array; anything else is
+    refused with the first offending position."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu" and values.ndim == 1:
+        return values.astype(np.int64, copy=False)
+    if not isinstance(values, (list, tuple)):
+        raise ConfigError(f"{source}: '{name}' must be a list of integers, got {type(values).__name__}")
+    for i, v in enumerate(values):
+        if not _is_int(v):
+            raise ConfigError(f"{source}: {name}[{i}] is {v!r}, not an integer")
+    try:
+        return np.asarray(values, dtype=np.int64).reshape(len(values))
+    except OverflowError:
+        big = next(i for i, v in enumerate(values) if not -(1 << 63) <= v < (1 << 63))
+        raise ConfigError(f"{source}: {name}[{big}] is out of the int64 range") from None
 
 
 class Decoded(list):

@@ -22,7 +22,7 @@ from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, LOCK_FILE,
                      canonical_json, complete_shards, id_dtype, owned_paths, shard_name, write_atomic, write_shard)
 from .local import LocalEngine
 from .sources import count_records, input_facts, iter_records, resolve_inputs
-from .worker import Options, WorkerSpec, import_plugins, resolve_loader, upgrade_recorded
+from .worker import Options, Worker, WorkerSpec, import_plugins, resolve_loader, upgrade_recorded
 
 ENGINES = ("local", "ray")
 
@@ -320,8 +320,34 @@ def tokenize(cfg: TokenizeConfig, *, tok=None, on_result: Callable | None = None
     out = Path(cfg.output)
     cfg = _settled(cfg, out)
     config = run_config(cfg, tok)
+    _preflight(cfg, tok, out, config)
     with _exclusive(out):
         return _tokenize(cfg, tok, out, config, on_result, started)
+
+
+# what --resume accepts after a stop (``_input_changes``): a manifest's lines and a folder's or a
+# pattern's listing of names and sizes must be as they were
+RESUME_AFTER_FIX = ("--resume continues once the input is fixed without changing the manifest, or a folder's or "
+                    "pattern's file names and sizes (a manifest's media files may be replaced); otherwise --overwrite "
+                    "starts over, or --on-error skip lists bad records and carries on")
+
+
+def _preflight(cfg: TokenizeConfig, tok, out: Path, config: dict) -> None:
+    """Mistakes that concern the whole run, raised before anything is written (not recorded once
+    per record, with an exit status of 0 and an empty dataset): an input that does not exist, a
+    pattern that matches no file, a folder with nothing to read, a manifest or tar that is not a
+    regular file (for a new run: a resumed one reports what changed since it started), an
+    ``--allowed-special`` name the vocabulary lacks, a ``--bitrate`` the suite cannot take."""
+    resuming = cfg.resume and not cfg.overwrite and (out / RUN_FILE).is_file()
+    if not resuming:
+        missing = [fact["missing"] if str(fact["missing"]).startswith(fact["path"]) else
+                   f"{fact['path']}: {fact['missing']}" for fact in config["inputs"] if "missing" in fact]
+        if missing:
+            raise ConfigError("nothing to tokenize from " + "; ".join(missing) + f" (nothing was written to {out})")
+    Worker(tok, cfg.options)   # applies the run's limits, preprocessing and bitrate: raises on a run-wide mistake
+    allowed = cfg.options.allowed_special
+    if allowed and allowed != "all":
+        tok.encode("x", allowed_special=allowed)   # refuses a name that is not a special token of the vocabulary
 
 
 @contextmanager
@@ -367,7 +393,7 @@ def _tokenize(cfg: TokenizeConfig, tok, out: Path, config: dict, on_result, star
             if isinstance(result, Skipped) and cfg.on_error == "fail":
                 results.close()
                 raise UnitokError(f"{result.source} ({result.position}): {result.reason}. Stopped by --on-error "
-                                  f"fail; complete shards are kept, --resume continues after fixing the input")
+                                  f"fail; complete shards are kept. {RESUME_AFTER_FIX}")
             assembler.add(result)
             if on_result is not None:
                 on_result(result)

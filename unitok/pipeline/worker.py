@@ -146,6 +146,19 @@ def _exit_with_parent() -> None:
     watch_parent()
 
 
+def set_audio_bitrate(tok, kbps: float) -> int:
+    """``--bitrate``: the suite's audio tokenizer codes with the most levels whose bitrate is at most
+    ``kbps``; returns that level count. Refused by name where the suite has no audio tokenizer or
+    its audio tokenizer has one fixed bitrate (a public codec loaded by ``from_hf``, for example)."""
+    codec = tok.media.get("audio")
+    if codec is None:
+        raise ConfigError("--bitrate applies to audio, but this suite has no audio tokenizer")
+    if not callable(getattr(codec, "set_bitrate", None)):
+        raise ConfigError(f"--bitrate: this suite's audio tokenizer ({type(codec).__name__}) has no bitrates to "
+                          f"choose from; leave --bitrate out")
+    return codec.set_bitrate(kbps)
+
+
 class Worker:
     """Turns records into ``Document`` or ``Skipped`` results with one loaded tokenizer."""
 
@@ -163,9 +176,7 @@ class Worker:
         self.allowed = options.allowed_special if isinstance(options.allowed_special, str) else set(
             options.allowed_special)
         if options.bitrate is not None:
-            if "audio" not in tok.media:
-                raise UnitokError("--bitrate applies to audio, but this suite has no audio tokenizer")
-            tok.media["audio"].set_bitrate(options.bitrate)
+            set_audio_bitrate(tok, options.bitrate)
 
     @classmethod
     def from_spec(cls, spec: WorkerSpec, *, in_subprocess: bool = True) -> "Worker":
