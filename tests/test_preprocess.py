@@ -55,6 +55,22 @@ def test_a_large_photo_has_a_bounded_token_count():
     assert back.height * back.width <= 256 * 256 and abs(back.width / back.height - 4 / 3) < 0.1
 
 
+def test_min_pixels_keeps_the_colour_of_an_icon():
+    """README: an 8x8 picture is one latent cell and comes back washed out; scaled up to 64x64
+    first it keeps its colour (and decodes at 64x64)."""
+    tok = unitok.load()
+    red = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    red[0] = 255
+    plain = tok.decode(tok.encode(Image.from_array(red)))[0].pixels.float().mean((1, 2))
+    scaled = tok.with_limits(preprocess=Preprocess(min_pixels=64 * 64))
+    seq = scaled.encode(Image.from_array(red))
+    out = scaled.decode(seq)[0].pixels
+    assert len(seq) == 91 and tuple(out.shape) == (3, 64, 64)
+    kept = out.float().mean((1, 2))
+    assert kept[0] > 230 and kept[1:].max() < 40, kept
+    assert plain[0] - plain[1:].max() < kept[0] - kept[1:].max() - 100, (plain, kept)
+
+
 def test_video_frame_rate_and_duration_and_its_sound_track():
     t = torch.arange(100)                                 # 4 s at 25 fps
     frames = (t[:, None, None, None] * 2 % 256).expand(100, 3, 16, 24).to(torch.uint8)
