@@ -174,9 +174,13 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
     amp = tc["amp"]
     amp_dtype = torch.bfloat16
 
+    last_validation: dict = {}     # step -> metrics: the end of a run on a val_every step validates once
+
     def validate(step: int, best: float) -> tuple[float, dict]:
         """Held-out metrics to the log; keep the best model in <out>/best. Returns (best PSNR,
         these metrics)."""
+        if step in last_validation:
+            return best, last_validation[step]
         metrics = evaluate(raw_model, val, tc["batch_size"], device)
         log(f"val step {step} | held-out psnr {metrics['psnr']:.3f} ssim {metrics['ssim']:.4f} "
             f"usage {metrics['usage']:.3f} perplexity {metrics['perplexity']:.1f}")
@@ -187,6 +191,8 @@ def train(cfg: dict, *, resume: bool = False) -> dict:
         if metrics["psnr"] > best:
             best = metrics["psnr"]
             raw_model.save_pretrained(out / "best")
+        last_validation.clear()
+        last_validation[step] = metrics
         return best, metrics
 
     def save_checkpoint():

@@ -604,6 +604,10 @@ def test_warm_start_copies_matching_weights(tmp_path):
             assert torch.equal(new.state_dict()[k], v), k
     with pytest.raises(ConfigError, match="shares no weights"):
         recipe.warm_start(new, {"unrelated.weight": torch.zeros(3)})
+    # one small tensor of the same name and shape is another architecture, not a warm start
+    one = next(k for k, v in old.state_dict().items() if v.ndim == 1 and k in dict(new.named_parameters()))
+    with pytest.raises(ConfigError, match="only 0.*another architecture"):
+        recipe.warm_start(tiny_model(decoder="istft", decoder_dim=8, decoder_layers=1), {one: old.state_dict()[one]})
 
 
 @pytest.mark.timeout(240)

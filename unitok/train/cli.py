@@ -25,7 +25,7 @@ def recipe_parser(modality: str, data_help: str, synthetic_help: str) -> argpars
     ap.add_argument("--schedule", choices=SCHEDULES,
                     help="override train.schedule: the cosine over the step or time budget, whichever ends "
                          "first (budget), or over train.steps alone, the same on any machine (steps)")
-    ap.add_argument("--data", help=data_help)
+    ap.add_argument("--data", help=data_help + "; turns data.synthetic off")
     ap.add_argument("--synthetic", action="store_true", help=synthetic_help)
     return ap
 
@@ -41,8 +41,8 @@ def cli_overrides(args: argparse.Namespace) -> dict:
         overrides.setdefault("train", {})["time_limit_min"] = args.time_limit_min
     if getattr(args, "schedule", None):
         overrides.setdefault("train", {})["schedule"] = args.schedule
-    if args.data:
-        overrides.setdefault("data", {})["train"] = args.data
+    if args.data:   # your own data: a config that trains on generated data (the tiny ones) takes it too
+        overrides.setdefault("data", {}).update(train=args.data, synthetic=False)
     if args.synthetic:
         overrides.setdefault("data", {})["synthetic"] = True
     return overrides

@@ -12,6 +12,43 @@ from ..errors import ConfigError
 from .runtime import check_schedule
 
 
+_KINDS = ((bool, "true or false"), (int, "a whole number"), (float, "a number"), (str, "a string"),
+          (list, "a list"), (dict, "a mapping"))
+
+
+def _typed(path: Path, section: str, key: str, value, default):
+    """``value`` checked against the kind of its default (a default of None takes anything): a
+    wrong kind is a ConfigError naming the file and the key, not a TypeError deep in training. A
+    number where a float is expected is taken as a float, so is a string YAML did not read as a
+    number (``1e-4``: PyYAML wants ``1.0e-4``)."""
+    if default is None or value is None:
+        return value
+    for kind, words in _KINDS:
+        if isinstance(default, kind):
+            break
+    else:
+        return value
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok:
+        raise ConfigError(f"{path}: {section}.{key} must be {words}, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _check_ranges(path: Path, train: dict) -> None:
+    for key, low in (("steps", 0), ("batch_size", 1), ("warmup", 0)):   # steps 0: validate and export only
+        if key in train and train[key] is not None and train[key] < low:
+            raise ConfigError(f"{path}: train.{key} must be at least {low}, got {train[key]!r}")
+    if "lr" in train and train["lr"] is not None and not train["lr"] > 0:
+        raise ConfigError(f"{path}: train.lr must be positive, got {train['lr']!r}")
+
+
 def read_config(path: str | Path, defaults: dict, model_class: type, overrides: dict | None = None) -> dict:
     """YAML -> nested dict with a recipe's ``defaults`` filled in and ``cfg["model_config"]`` built as
     ``model_class``; unknown sections or keys raise. Shared by the recipes."""
@@ -35,9 +72,11 @@ def read_config(path: str | Path, defaults: dict, model_class: type, overrides: 
             if unknown:
                 raise ConfigError(f"{path}: unknown option(s) {sorted(unknown)} in {section!r}; valid: "
                                   f"{sorted(defaults[section])}")
+            values = {k: _typed(path, section, k, v, defaults[section][k]) for k, v in values.items()}
         if section == "model" and isinstance(values.get("quantizer"), dict):
             values = {**values, "quantizer": {**cfg["model"].get("quantizer", {}), **values["quantizer"]}}
         cfg[section].update(values)
+    _check_ranges(path, cfg.get("train", {}))
     if "schedule" in cfg.get("train", {}):
         try:
             check_schedule(cfg["train"])

@@ -85,10 +85,22 @@ def load_training_state(ckpt: Path, model, opt: torch.optim.Optimizer, disc=None
 def warm_start(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> list[str]:
     """Copy every tensor of ``source`` whose name and shape match into ``model`` (so a model with a
     new decoder can start from an old model's encoder and codebooks); returns the top-level
-    modules left (partly) untouched. A source sharing nothing with the model is an error."""
+    modules left untouched, ``"name (k of n tensors)"`` for one left partly untouched. A source
+    that shares no parameter with the model is an error."""
     own = model.state_dict()
     match = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-    if not match:
-        raise ConfigError("--init: the checkpoint shares no weights with this model's config")
+    params = dict(model.named_parameters())
+    if not params.keys() & match.keys():    # a few matching buffers (a quantizer's fixed levels) are not a start
+        raise ConfigError("--init: the checkpoint shares no weights with this model's config (no parameter has "
+                          "the same name and shape)")
+    shared = sum(params[k].numel() for k in params.keys() & match.keys()) / sum(p.numel() for p in params.values())
+    if shared < 0.05:   # a bias or two of the same shape: another architecture, not a warm start
+        raise ConfigError(f"--init: the checkpoint holds only {100 * shared:.1f}% of this model's weights (by name "
+                          f"and shape); it is another architecture than the config's")
     model.load_state_dict(match, strict=False)
-    return sorted({k.split(".")[0] for k in own if k not in match})
+    fresh = []
+    for module in sorted({k.split(".")[0] for k in own if k not in match}):
+        keys = [k for k in own if k.split(".")[0] == module]
+        new = sum(k not in match for k in keys)
+        fresh.append(module if new == len(keys) else f"{module} ({new} of {len(keys)} tensors)")
+    return fresh

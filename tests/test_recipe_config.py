@@ -1,10 +1,12 @@
-"""The recipes' learning-rate schedule: over the step or time budget ("budget"), or over the steps
-alone ("steps"), which gives the same rate at every step on any machine and under any load."""
+"""What the recipes share: the learning-rate schedule, over the step or time budget ("budget") or
+over the steps alone ("steps", the same rate at every step on any machine and under any load); the
+config's values checked against their defaults' kinds and ranges, with the file and the key named."""
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -73,3 +75,49 @@ def test_schedule_flag_overrides_the_config():
     assert cli_overrides(ap.parse_args(["--config", "x.yaml"])) == {}
     with pytest.raises(SystemExit):
         ap.parse_args(["--config", "x.yaml", "--schedule", "hours"])
+
+
+def _load(recipe: str):
+    spec = importlib.util.spec_from_file_location(recipe, RECIPES / f"{recipe}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[recipe] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("line,fix,message", [
+    ("  lr: 2.0e-3", "  lr: fast", "train.lr must be a number, got 'fast'"),
+    ("  batch_size: 8", '  batch_size: "8"', "train.batch_size must be a whole number, got '8'"),
+    ("  steps: 200", "  steps: 2.5", "train.steps must be a whole number, got 2.5"),
+    ("  steps: 200", "  steps: -5", "train.steps must be at least 0, got -5"),
+    ("  steps: 200", "  steps: true", "train.steps must be a whole number, got True"),
+])
+def test_wrong_kinds_and_ranges_name_the_file_and_key(line, fix, message, tmp_path):
+    module = _load("train_image")
+    text = (RECIPES / "configs" / "image_tiny.yaml").read_text()
+    assert line + "\n" in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(line + "\n", fix + "\n", 1))
+    with pytest.raises(ConfigError, match=f"bad.yaml: {re.escape(message)}"):
+        module.load_config(bad)
+
+
+def test_numbers_are_read_as_the_default_expects(tmp_path):
+    module = _load("train_image")
+    text = (RECIPES / "configs" / "image_tiny.yaml").read_text().replace("  lr: 2.0e-3\n", "  lr: 2e-3\n", 1)
+    (tmp_path / "c.yaml").write_text(text)
+    cfg = module.load_config(tmp_path / "c.yaml")      # PyYAML reads 2e-3 as a string: taken as a number
+    assert cfg["train"]["lr"] == 0.002 and isinstance(cfg["train"]["lr"], float)
+
+
+@pytest.mark.parametrize("recipe,config,what", [("train_image", "image_tiny.yaml", "training crops"),
+                                                ("train_video", "video_tiny.yaml", "training clips"),
+                                                ("train_audio", "audio_tiny.yaml", "training audio")])
+def test_data_flag_turns_generated_data_off(recipe, config, what, tmp_path, capsys):
+    """The tiny configs train on generated data; --data names your own, which is then read (a
+    missing file is an error, not a run on generated data)."""
+    module = _load(recipe)
+    missing = tmp_path / "nope.npy"
+    code = module.main(["--config", str(RECIPES / "configs" / config), "--out-dir", str(tmp_path / "run"),
+                        "--data", str(missing), "--steps", "2"])
+    assert code == 2 and f"{missing}: {what} not found" in capsys.readouterr().err
