@@ -95,3 +95,15 @@ def test_replica_counts_are_checked():
         parse_replicas("imagez=1")
     with pytest.raises(ConfigError, match="POOL=N"):
         parse_replicas("image:2")
+
+
+def test_replicas_that_cannot_all_start_are_refused_with_the_way_out():
+    """4 pools at 1 CPU each on a 2-CPU machine: Ray Serve would start two and wait for ever."""
+    from unitok.serve.ray_app import check_fits
+
+    with pytest.raises(ConfigError, match=r"4 model replicas .* ask Ray for 4 CPU.*has 2.*--cpus-per-replica 0\.5"):
+        check_fits(1, 1.0, 0.0, {"CPU": 2.0})
+    check_fits(1, 0.5, 0.0, {"CPU": 2.0})
+    check_fits({"image": 0, "video": 0, "audio": 0}, 1.0, 0.0, {"CPU": 2.0})
+    with pytest.raises(ConfigError, match="GPU.*--gpus-per-replica"):
+        check_fits(1, 0.25, 1.0, {"CPU": 2.0})

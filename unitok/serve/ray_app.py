@@ -130,6 +130,23 @@ def _counts(replicas) -> dict[str, int]:
     return {pool: n for pool, n in counts.items() if n}
 
 
+def check_fits(replicas, cpus_per_replica: float, gpus_per_replica: float, resources: dict) -> None:
+    """Refuse replicas that ask Ray for more CPUs or GPUs than ``resources`` (the cluster's) hold:
+    Ray Serve would start the ones that fit and wait for the others for ever, so the service
+    would never answer. Raised before the application is deployed, with the way out."""
+    counts = _counts(replicas)
+    n = sum(counts.values())
+    for name, each, flag in (("CPU", cpus_per_replica, "--cpus-per-replica"),
+                             ("GPU", gpus_per_replica, "--gpus-per-replica")):
+        need, have = n * each, float(resources.get(name, 0))
+        if need > have + 1e-9:
+            pools = ", ".join(f"{pool} {c}" for pool, c in counts.items())
+            raise ConfigError(f"{n} model replicas ({pools}) ask Ray for {need:g} {name}(s), {each:g} each "
+                              f"({flag}), and this Ray cluster has {have:g}: the service would wait for ever for "
+                              f"the rest. Pass {flag} {have / n:.3g} or fewer, or fewer replicas (--replicas "
+                              f"image=0,video=0,audio=0 serves everything from the default pool)")
+
+
 def parse_replicas(text: str) -> int | dict[str, int]:
     """``--replicas``: ``"2"`` (every pool) or ``"image=2,audio=1"`` (those pools; 0 folds a
     modality into ``default``)."""
@@ -318,6 +335,12 @@ def run(cfg: ServeConfig, *, replicas=1, gpus_per_replica: float = 0.0, cpus_per
         path = os.pathsep.join(p for p in sys.path if p)
         ray.init(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
+        try:
+            check_fits(replicas, cpus_per_replica, gpus_per_replica, ray.cluster_resources())
+        except ConfigError as e:
+            if not address:     # a local instance has what it has
+                raise
+            print(f"unitok serve: warning: {e} (unless the cluster's autoscaler adds nodes)", file=sys.stderr)
         serve.start(http_options={"host": cfg.host, "port": cfg.port})
         serve.run(build_app(cfg, replicas=replicas, gpus_per_replica=gpus_per_replica,
                             cpus_per_replica=cpus_per_replica), name="unitok", route_prefix="/", blocking=True)
