@@ -102,8 +102,12 @@ def load_audio_heldout(folder: Path, categories: Sequence[str] = AUDIO_CATEGORIE
             clips += segments_of(path.stem, category, wav.clamp(-1, 1).contiguous(), segments,
                                  round(segment_seconds * AUDIO_RATE))
     if missing:
-        sys.exit(f"no held-out audio for {', '.join(missing)} in {folder} (expected {folder}/<category>/*.flac). "
-                 f"Fetch it first:\n    python recipes/data/fetch_audio.py\nthen rerun (or pass --heldout DIR "
+        kinds = ", ".join(f"*{x}" for x in AUDIO_FILE_SUFFIXES)
+        found = [c for c in categories if c not in missing]
+        only = (f" To benchmark the categories that are there, pass --categories {' '.join(found)}." if found else "")
+        sys.exit(f"no held-out audio for {', '.join(missing)} in {folder} (expected {folder}/<category>/ with "
+                 f"{kinds}).{only} Fetch the held-out set with:\n    python recipes/data/fetch_audio.py\n"
+                 f"then rerun (or pass --heldout DIR "
                  f"with speech/ and music/ folders of your own, never seen in training).")
     return clips
 

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-suite", action="store_true", help="compare the --checkpoint folders only")
     parser.add_argument("--heldout", type=Path, help="folder of held-out media (default: the benchmark split, "
                                                      "data/images/bench for images, data/audio/bench for audio; for "
-                                                     "video the clips file data/video/bench_256.npy); the validation "
+                                                     "video the clips file data/video/bench_256.npy, or your own video "
+                                                     "file or folder of them); the validation "
                                                      "split (data/images/val, data/audio/val, data/video/val_256.npy) "
                                                      "is for comparing design choices")
     parser.add_argument("--limit", type=int, help="use only the first N held-out files (sorted by name; for audio "

@@ -40,7 +40,8 @@ def load_text_corpus(corpus: Path, chunk_bytes: int = 8192) -> list[str]:
     for path in files:
         cur: list[str] = []
         size = 0
-        for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        # bytes that are not UTF-8 become U+FFFD: every tokenizer compared here (tiktoken too) takes the text
+        for line in path.read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True):
             cur.append(line)
             size += len(line.encode("utf-8"))
             if size >= chunk_bytes:
@@ -194,8 +195,8 @@ def bench_text(args: argparse.Namespace) -> Section:
         f"- Date: {_dt.date.today().isoformat()}",
         f"- Command: `{command_line()}`",
         f"- Corpus: {rel(str(corpus))} ({len(docs)} documents of ~8 KB cut at line ends, "
-        f"{nbytes / 1e6:.2f} MB: man pages in en/de/fr/ja/ru/zh_CN/zh_TW and Python docs), "
-        "never seen in training",
+        f"{nbytes / 1e6:.2f} MB" + (": man pages in en/de/fr/ja/ru/zh_CN/zh_TW and Python docs), never seen in "
+                                    "training" if args.corpus is None else ")"),
         f"- MB/s are MB of UTF-8 text per second; best of {args.repeat} runs after a warm-up. "
         f"Batch = `encode_batch` with {threads} threads (HF: its own Rayon pool, "
         "mistral-common: a thread pool over `encode`, as it has no batch API). Decode returns `str`.",
@@ -336,19 +337,32 @@ def _pipeline_run(tok, manifest: Path, out: Path, workers: int, batch: int) -> d
     skip = min(len(stamps) - 1, workers * batch)       # the first batches carry the start-up
     seconds = stamps[-1][0] - stamps[skip - 1][0] if skip else stamps[-1][0] - start
     steady = stamps[skip:]
-    return {"wall": wall, "records": len(steady) / seconds, "tokens": sum(n for _, n in steady) / seconds,
+    short = len(steady) < 2 * workers * batch   # too few records past the start-up (a small --limit): wall time
+    if short:
+        steady, seconds = stamps, wall
+    return {"wall": wall, "short": short, "records": len(steady) / seconds,
+            "tokens": sum(n for _, n in steady) / seconds,
             "documents": summary.documents, "all_tokens": summary.tokens}
 
 
 def bench_pipeline(args: argparse.Namespace) -> Section:
+    """The pipeline rows, in a temporary folder removed afterwards."""
+    import shutil
     import tempfile
 
     import torch
 
-    from unitok import load
-
     torch.set_num_threads(1)          # the workers use one thread each; so does the direct loop
     folder = Path(tempfile.mkdtemp(prefix="unitok-pipeline-bench-"))
+    try:
+        return _bench_pipeline(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _bench_pipeline(args: argparse.Namespace, folder: Path) -> Section:
+    from unitok import load
+
     manifests = _pipeline_manifests(folder, args.limit)
     tok = load()
     rows = []
@@ -374,7 +388,9 @@ def bench_pipeline(args: argparse.Namespace) -> Section:
         rows.append(row)
         print(f"  {name:<6} {docs} docs: direct {direct:8.1f} rec/s | 1 worker {one['records']:8.1f} rec/s "
               f"({100 * row['overhead']:+.1f}%) | 2 workers {two['records']:8.1f} rec/s ({row['speedup']:.2f}x; two plain "
-              f"loops at once {row['ceiling']:.2f}x)",
+              f"loops at once {row['ceiling']:.2f}x)"
+              + (" [too few records to time past the start-up: wall time, start-up included; raise --limit]"
+                 if one["short"] or two["short"] else ""),
               flush=True)
     lines = [
         "| manifest | documents | tokens | direct loop rec/s | 1 worker rec/s | 1 worker tok/s | 2 workers rec/s "

@@ -100,15 +100,41 @@ def clip_groups(clips: Sequence["VideoClip"]) -> list[str]:
     return [g for g in VIDEO_GROUPS if g in present] + [g for g in present if g not in VIDEO_GROUPS]
 
 
+def _video_files(path: Path, limit: int | None) -> list[VideoClip]:
+    """Your own clips: a video file, or every video file in a folder (sorted), each whole, at its
+    own size and frame rate (group "clips")."""
+    from unitok import UnitokError
+    from unitok.media import Video, kind_of
+
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and kind_of(p) == "video")
+    if not files:
+        sys.exit(f"{path}: no video files here (or pass a .npy of uint8 clips [N, T, H, W, 3])")
+    clips = []
+    for f in files[:limit] if limit else files:
+        try:
+            video = Video.open(f)
+        except UnitokError as e:
+            sys.exit(f"{f}: cannot read this video ({e})")
+        clips.append(VideoClip(f.name, "clips", video.frames.contiguous(), Fraction(video.fps)))
+    return clips
+
+
 def load_video_heldout(path: Path, limit: int | None = None) -> list[VideoClip]:
-    """The clips of ``path`` (uint8 [N, T, H, W, 3], ``recipes/data/fetch_video.py``), each with
+    """The clips of ``path`` (uint8 [N, T, H, W, 3], ``recipes/data/fetch_video.py``; a video file or
+    a folder of them is read with :func:`_video_files`), each with
     the source, group, frame rate and scene cut that ``split.json`` beside it records (under the
     file's split name: "bench" for ``bench_256.npy``, "val", or "heldout"). ``limit``: that many
     clips evenly spaced over the file, so every group keeps its share."""
+    if path.is_dir() or path.is_file() and path.suffix.lower() != ".npy":
+        return _video_files(path, limit)
     if not path.is_file():
         sys.exit(f"no held-out clips at {path}. Fetch them first:\n    python recipes/data/fetch_video.py\n"
-                 f"then rerun (or pass --heldout FILE.npy with uint8 [N, T, H, W, 3] clips never seen in training).")
-    array = np.load(path, mmap_mode="r")
+                 f"then rerun (or pass --heldout with a video file, a folder of them, or FILE.npy with uint8 "
+                 f"[N, T, H, W, 3] clips never seen in training).")
+    try:
+        array = np.load(path, mmap_mode="r")
+    except ValueError as e:     # an object array (pickled data) or a damaged file
+        sys.exit(f"{path}: not an array of uint8 clips [N, T, H, W, 3] ({e})")
     if array.ndim != 5 or array.shape[-1] != 3 or array.dtype != np.uint8:
         sys.exit(f"{path}: expected uint8 clips [N, T, H, W, 3], got {array.dtype} {array.shape}")
     split = path.parent / "split.json"

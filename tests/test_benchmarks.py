@@ -546,3 +546,21 @@ def test_video_ceiling_codes_frames_as_the_image_tokenizer_does():
     assert torch.equal(rec, own) and spent == 3 * (1 + 4 + 16)
     assert ways["intra, all but the finest"][1] == 3 * (1 + 4)
     assert ways["key frame + residuals"][1] == (1 + 4 + 16) + 2 * (1 + 4)
+
+
+def test_video_benchmark_reads_your_own_video_files(tmp_path):
+    """--heldout a video file or a folder of them: each clip whole, at its size and frame rate; a
+    file that is not an array of clips gets a message, not numpy's traceback."""
+    g = torch.Generator().manual_seed(0)
+    for name, frames in (("a.mp4", 5), ("b.mp4", 3)):
+        unitok.Video((torch.rand(frames, 3, 32, 48, generator=g) * 255).to(torch.uint8), 12).save(tmp_path / name)
+    clips = video_bench.load_video_heldout(tmp_path)
+    assert [(c.name, c.group, tuple(c.frames.shape), c.fps) for c in clips] == [
+        ("a.mp4", "clips", (5, 3, 32, 48), 12), ("b.mp4", "clips", (3, 3, 32, 48), 12)]
+    assert len(video_bench.load_video_heldout(tmp_path / "b.mp4")) == 1
+    np.save(tmp_path / "objects.npy", np.array([{"not": "clips"}], dtype=object))
+    with pytest.raises(SystemExit, match="not an array of uint8 clips"):
+        video_bench.load_video_heldout(tmp_path / "objects.npy")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no video files here"):
+        video_bench.load_video_heldout(tmp_path / "empty")
