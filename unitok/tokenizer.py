@@ -312,6 +312,11 @@ class UniTokenizer:
         if not folder.is_dir():
             raise ConfigError(f"{folder}: tokenizer suite folder not found")
         suite = _read_suite_config(folder / SUITE_CONFIG)
+        if not (folder / "text").is_dir():
+            single = (" (this is one tokenizer's checkpoint, not a suite)"
+                      if (folder / checkpoint.CONFIG_NAME).exists() else "")
+            raise ConfigError(f"{folder}: not a tokenizer suite folder{single}: a suite holds text/ and a folder per "
+                              f"modality (UniTokenizer(...).save_pretrained(folder) writes one)")
         text = checkpoint.load_pretrained(folder / "text")
         names = suite.get("modalities")
         if names is None:  # a folder without suite.json: every modality folder that is there
