@@ -181,3 +181,13 @@ def test_audio_bitrate_selects_levels(capsys, tmp_path):
     assert unitok.Audio.open(tmp_path / "out" / "tone.wav").num_samples == 12000
     code, _, err = run(capsys, "encode", tmp_path / "tone.wav", "-o", tmp_path / "x", "--bitrate", "0.1")
     assert code == 1 and "lowest bitrate" in err
+
+
+def test_a_single_tokenizer_folder_is_not_taken_for_a_suite(capsys, tmp_path):
+    image = Path(unitok.__file__).parent / "assets" / "image"
+    with pytest.raises(unitok.ConfigError, match="one tokenizer's checkpoint, not a suite"):
+        unitok.load(image)
+    code, _, err = run(capsys, "info", "--suite", image)
+    assert code == 1 and "not a tokenizer suite folder" in err
+    code, _, err = run(capsys, "info", "--suite", tmp_path)
+    assert code == 1 and "not a tokenizer suite folder: a suite holds text/" in err
