@@ -106,7 +106,13 @@ def setup_runtime(tc: dict) -> tuple[int, int, torch.device, ThreadTuner | None]
         device = torch.device(tc["device"])
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    # denormal floats (tiny gradients of the zero-initialised blocks) are 10-100x slower on CPUs
+    # denormal floats (tiny gradients of the zero-initialised blocks) are 10-100x slower on CPUs;
+    # numpy's float limits are read first, as it caches them: read with denormals flushed, they
+    # warn that "the smallest subnormal is zero" at every start
+    import numpy as np
+
+    for dtype in (np.float16, np.float32, np.float64):
+        np.finfo(dtype).smallest_subnormal
     torch.set_flush_denormal(True)
     tuner = None
     if tc["num_threads"] == "adaptive" and device.type == "cpu":
