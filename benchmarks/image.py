@@ -625,7 +625,8 @@ def render_section(report: ImageReport, *, command: str, heldout: str, plots: di
         *run_lines(command),
         f"- Held-out set: {heldout}",
         f"- Settings: **{crops.title}**: {len(crops.pictures)} crops of the {n_pics} pictures (per picture the "
-        f"center crop after resizing the short side to 256, plus fixed-seed random crops at random scales); "
+        f"center crop after resizing the short side to 256"
+        + (", plus fixed-seed random crops at random scales" if len(crops.pictures) > n_pics else "") + "); "
         f"**native size**: the {n_pics} whole pictures"
         + (f", {len(downscaled)} of them downscaled to a long side of "
            f"{max(max(p.image.height, p.image.width) for p in downscaled)} pixels to keep CPU time bounded"
@@ -777,8 +778,9 @@ def heldout_description(folder: Path, pictures: Sequence[Picture]) -> str:
     split = folder.parent / "split.json"
     sizes = ", ".join(f"{p.name} {p.image.width}x{p.image.height}" for p in pictures)
     sources: dict[str, int] = {}
-    for p in pictures:
-        sources[p.name.split("_")[0]] = sources.get(p.name.split("_")[0], 0) + 1
+    for p in pictures:   # the fetched splits name each picture <source>_<name>; your own files are one source
+        source = p.name.split("_")[0] if split.exists() else "your files"
+        sources[source] = sources.get(source, 0) + 1
     kinds: dict[str, int] = {}
     for p in pictures:
         kinds[p.kind or "unknown"] = kinds.get(p.kind or "unknown", 0) + 1
