@@ -100,6 +100,26 @@ def test_foreign_ids_strict_raise_lenient_dropped(case, data):
     assert same(back, codes)
 
 
+@SETTINGS
+@given(layout_and_codes(), st.data())
+def test_a_foreign_id_in_a_code_s_place_is_that_code_missing(case, data):
+    """A body of its declared length with a foreign id where a code belongs (a model's wrong pick):
+    lenient decoding marks that code missing in its place; every other code stays where it was."""
+    layout, codes = case
+    flat = layout.flatten(codes)
+    if not len(flat):
+        return
+    at = data.draw(st.integers(0, len(flat) - 1))
+    levels, values = flat.levels.copy(), flat.codes.copy()
+    levels[at], values[at] = FOREIGN, 12345
+    back, repairs = layout.unflatten(levels, values, strict=False)
+    assert [(r.action, r.position) for r in repairs] == [("replaced", at)]
+    want_levels, want_codes = flat.levels.copy(), flat.codes.copy()
+    want_codes[at] = MISSING
+    expected, _ = layout.unflatten(want_levels, want_codes, strict=False)
+    assert same(back, expected)
+
+
 def test_extra_tokens_and_wrong_levels():
     layout = CodecDepth(2, 3)
     flat = layout.flatten(np.arange(6).reshape(2, 3))

@@ -147,7 +147,8 @@ class Layout:
                 to 0..n-1. ``positions`` may carry one extra trailing entry: the position right
                 after the body, used to report truncation.
             strict: raise ``TokenSequenceError`` on the first problem; otherwise repair (drop
-                foreign ids, mark wrong-level tokens and the codes of a truncated body ``MISSING``,
+                foreign ids, or mark them ``MISSING`` in place when the body has exactly its declared
+                length with them; mark wrong-level tokens and the codes of a truncated body ``MISSING``,
                 drop tokens beyond the declared length) and report each repair. A codec decodes
                 ``MISSING`` as "not there": the levels or scales present, or its most neutral code.
         Returns:
@@ -167,11 +168,21 @@ class Layout:
             first = int(np.flatnonzero(foreign)[0])
             if strict:
                 raise TokenSequenceError(f"{_describe_level(FOREIGN)} inside a {what}", int(positions[first]))
-            for a, b in _runs(foreign):
-                repairs.append(Repair(int(positions[a]), "dropped", f"{b - a} foreign id(s) inside a {what}"))
-            keep = ~foreign
-            levels, codes, positions = levels[keep], codes[keep], np.append(positions[:n][keep], end_position)
-            n = len(levels)
+            if n == N:
+                # exactly the declared length: the foreign ids stand where codes belong (a model's
+                # wrong pick), so each is a missing code in its own place; dropping them would move
+                # every later code one place early
+                for a, b in _runs(foreign):
+                    repairs.append(Repair(int(positions[a]), "replaced",
+                                          f"{b - a} foreign id(s) inside a {what} marked missing in place"))
+                levels, codes = levels.copy(), codes.copy()
+                levels[foreign], codes[foreign] = exp_levels[foreign], MISSING
+            else:       # ids inserted into the body: without them, the rest is where it belongs
+                for a, b in _runs(foreign):
+                    repairs.append(Repair(int(positions[a]), "dropped", f"{b - a} foreign id(s) inside a {what}"))
+                keep = ~foreign
+                levels, codes, positions = levels[keep], codes[keep], np.append(positions[:n][keep], end_position)
+                n = len(levels)
 
         m = min(n, N)
         wrong = levels[:m] != exp_levels[:m]
