@@ -191,3 +191,11 @@ def test_a_single_tokenizer_folder_is_not_taken_for_a_suite(capsys, tmp_path):
     assert code == 1 and "not a tokenizer suite folder" in err
     code, _, err = run(capsys, "info", "--suite", tmp_path)
     assert code == 1 and "not a tokenizer suite folder: a suite holds text/" in err
+
+
+def test_token_file_spans_must_lie_inside_the_ids(capsys, tmp_path):
+    data = unitok.load().encode("some text").to_dict()
+    data["spans"] = [["text", 0, 99]]
+    (tmp_path / "x.tokens.json").write_text(json.dumps(data))
+    code, _, err = run(capsys, "decode", tmp_path / "x.tokens.json", "-o", tmp_path / "out")
+    assert code == 1 and "spans[0] covers ids 0..99, outside the" in err

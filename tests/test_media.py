@@ -741,3 +741,13 @@ def test_public_names_live_in_unitok_media():
              "AUDIO_EXTENSIONS", "TEXT_EXTENSIONS", "Preprocess"}
     assert names == set(unitok.media.__all__)
     assert all(hasattr(unitok.media, n) for n in names)
+
+
+def test_wide_unsigned_tensors_are_media_errors_not_torch_errors():
+    import numpy as np
+
+    for x in (torch.full((4, 4, 3), 1000, dtype=torch.int32).to(torch.uint16), np.full((4, 4, 3), 1000, np.uint16)):
+        with pytest.raises(unitok.MediaError, match="must lie in 0..255, got 1000..1000"):
+            unitok.Image.from_array(x)
+    ok = unitok.Image.from_array(torch.full((4, 4, 3), 200, dtype=torch.int32).to(torch.uint16))
+    assert int(ok.pixels.max()) == 200

@@ -110,3 +110,18 @@ def test_encode_and_tokenize_give_the_same_bounded_ids(tmp_path):
     tok.preprocess = Preprocess(max_pixels=128 * 128)
     assert tok.encode(Image.open(tmp_path / "in" / "photo.png")).ids.tolist() == encoded["ids"]
     assert len(encoded["ids"]) < len(unitok.load().encode(Image.open(tmp_path / "in" / "photo.png"))) / 10
+
+
+def test_preprocess_must_be_a_policy_and_max_fps_keeps_ntsc():
+    tok = unitok.load()
+    for bad in ({"max_pixels": 5}, "fast"):
+        with pytest.raises(ConfigError, match="preprocess must be a unitok.media.Preprocess"):
+            tok.preprocess = bad
+        with pytest.raises(ConfigError, match="preprocess must be"):
+            tok.with_limits(preprocess=bad)
+    from fractions import Fraction
+    ntsc = Video(torch.zeros(60, 3, 8, 8, dtype=torch.uint8), Fraction(30000, 1001))
+    kept = Preprocess(max_fps=29.97).video(ntsc)          # 29.97 is NTSC's rate, to 0.01%
+    assert kept.num_frames == 60 and kept.fps == Fraction(30000, 1001)
+    halved = Preprocess(max_fps=15).video(ntsc)
+    assert halved.fps == 15 and halved.num_frames == 30

@@ -84,6 +84,9 @@ class TokenSequence:
             if not isinstance(span.modality, str) or not all(_is_int(v) for v in (span.start, span.stop)):
                 raise ConfigError(f"{source}: spans[{i}] is {[span.modality, span.start, span.stop]!r}: expected "
                                   "[modality name, integer start, integer stop]")
+            if not 0 <= span.start <= span.stop <= len(ids):
+                raise ConfigError(f"{source}: spans[{i}] covers ids {span.start}..{span.stop}, outside the "
+                                  f"{len(ids)} ids")
         if ids.ndim != 1 or groups.shape != ids.shape:
             raise ConfigError(f"{source}: 'ids' and 'groups' must be flat lists of the same length")
         fingerprint = data.get("fingerprint")

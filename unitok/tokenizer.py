@@ -109,6 +109,18 @@ class UniTokenizer:
         every media tokenizer that has one."""
         return getattr(self, "_limits", DEFAULT_LIMITS)
 
+    @property
+    def preprocess(self) -> Preprocess:
+        """The ``Preprocess`` policy ``encode`` applies to pictures, video and audio first."""
+        return self._preprocess
+
+    @preprocess.setter
+    def preprocess(self, value) -> None:
+        if not isinstance(value, Preprocess):
+            raise ConfigError(f"preprocess must be a unitok.media.Preprocess, got {type(value).__name__} "
+                              f"(Preprocess(**fields) builds one from a dict)")
+        self._preprocess = value
+
     @limits.setter
     def limits(self, value) -> None:
         if not isinstance(value, MediaLimits):
@@ -141,8 +153,10 @@ class UniTokenizer:
     def constraint(self, *, image=None, video=None, audio=None, audio_seconds: float | None = None,
                    modalities: Sequence[str] | None = None, max_text_tokens: int | None = None,
                    max_tokens: int | None = None, bos: bool = True):
-        """The automaton of the documents this suite decodes strictly (``unitok.lm.constraint``):
-        after any valid prefix, the ids that may come next. ``image=(H, W)``, ``video=(frames, H,
+        """The automaton of single documents this suite decodes strictly (``unitok.lm.constraint``):
+        after any valid prefix, the ids that may come next. It is stricter than ``decode``, which
+        also takes several documents in a row and stray ``<|bos|>``/``<|eos|>``/``<|pad|>``
+        between parts. ``image=(H, W)``, ``video=(frames, H,
         W)``, ``audio={...}`` (a tuple in ``header_fields`` order or a dict) and ``audio_seconds``
         fix media shapes in advance; ``modalities``, ``max_text_tokens`` and ``max_tokens`` bound
         what may be generated."""

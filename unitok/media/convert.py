@@ -39,15 +39,18 @@ def _to_uint8(x: torch.Tensor, what: str) -> torch.Tensor:
                              f"[{x.min().item():.4g}, {x.max().item():.4g}]")
         return (x.to(torch.float32) * 255).round_().to(torch.uint8)
     if x.numel() and (x.min() < 0 or x.max() > 255):
-        raise MediaError(f"{what}: integer pixels must lie in 0..255 (dtype {x.dtype}), got "
-                         f"{x.min().item()}..{x.max().item()}; convert 16-bit data first")
+        raise MediaError(f"{what}: integer pixels must lie in 0..255, got {x.min().item()}..{x.max().item()}; "
+                         f"convert 16-bit data first")
     return x.to(torch.uint8)
 
 
 def _as_tensor(x, what: str) -> tuple[torch.Tensor, bool]:
     """``(tensor on CPU, came_from_numpy)``."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu(), False
+        x = x.detach().cpu()
+        if x.dtype in (torch.uint16, torch.uint32, torch.uint64):   # few torch ops take these: widen
+            x = x.to(torch.int64)
+        return x, False
     if isinstance(x, np.ndarray):
         if x.dtype == np.uint16:  # torch has limited uint16 support: widen before checking range
             x = x.astype(np.int32)

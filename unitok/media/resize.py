@@ -131,7 +131,8 @@ class Preprocess:
             keep = max(1, math.floor(self.max_duration * fps + 1e-9))
             frames = frames[:keep]
             sound = self.audio(sound) if sound is not None else None
-        if self.max_fps is not None and fps > self.max_fps:
+        # within 0.01% counts as the same rate: --max-fps 29.97 keeps NTSC's 30000/1001 as it is
+        if self.max_fps is not None and fps > self.max_fps * (1 + 1e-4):
             new_fps = Fraction(self.max_fps).limit_denominator(1001)
             count = max(1, math.floor(frames.shape[0] * new_fps / fps + 1e-9))
             picks = [min(frames.shape[0] - 1, round(k * fps / new_fps)) for k in range(count)]
