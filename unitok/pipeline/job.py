@@ -343,7 +343,7 @@ def _preflight(cfg: TokenizeConfig, tok, out: Path, config: dict) -> None:
         missing = [fact["missing"] if str(fact["missing"]).startswith(fact["path"]) else
                    f"{fact['path']}: {fact['missing']}" for fact in config["inputs"] if "missing" in fact]
         if missing:
-            raise ConfigError("nothing to tokenize from " + "; ".join(missing) + f" (nothing was written to {out})")
+            raise ConfigError("cannot read the input(s) " + "; ".join(missing) + f" (nothing was written to {out})")
     Worker(tok, cfg.options)   # applies the run's limits, preprocessing and bitrate: raises on a run-wide mistake
     allowed = cfg.options.allowed_special
     if allowed and allowed != "all":
