@@ -125,7 +125,7 @@ def cmd_info(args) -> int:
 
 def cmd_encode(args) -> int:
     from .media import Preprocess, kind_of, open_media
-    from .pipeline.worker import MAX_TEXT_BYTES
+    from .pipeline.worker import MAX_TEXT_BYTES, check_allowed_special, set_audio_bitrate
 
     started = time.perf_counter()
     try:
@@ -136,17 +136,14 @@ def cmd_encode(args) -> int:
     tok = _load(args)
     tok.preprocess = preprocess
     if args.bitrate is not None:
-        from .pipeline.worker import set_audio_bitrate
-
         levels = set_audio_bitrate(tok, args.bitrate)
         print(f"audio: {levels} level(s), {tok.media['audio'].bitrates[levels]:.3g} kbps", file=sys.stderr)
     allowed = "all" if "all" in args.allowed_special else set(args.allowed_special)
-    if allowed and allowed != "all":
-        try:
-            tok.encode("x", allowed_special=allowed)   # a name the vocabulary lacks is the command's mistake
-        except UnitokError as e:
-            print(f"unitok encode: error: --allowed-special: {e}", file=sys.stderr)
-            return 2
+    try:
+        check_allowed_special(tok, allowed)   # a name the vocabulary lacks is the command's mistake
+    except UnitokError as e:
+        print(f"unitok encode: error: --allowed-special: {e}", file=sys.stderr)
+        return 2
     files, failures = _expand(args.inputs, lambda p: kind_of(p) is not None, "text, image, video or audio")
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -190,8 +190,6 @@ def from_hf(folder, *, modality: str | None = None, layout: str | None = None, d
         if layout not in (None, "multi_rate") or delays:
             raise ConfigError(f"{folder}: SNAC's codes are laid out multi_rate (choose their order with order=); "
                               f"layout and delays do not apply")
-        if order not in ("level", "tree"):
-            raise ConfigError(f"{folder}: order must be 'level' or 'tree', got {order!r}")
         cfg = AudioAdapterConfig(reference=clean_reference(config), layout="multi_rate", order=order)
         return SnacAdapter(cfg, model=_load_snac(folder, config)).to(device)
     if order != "level":

@@ -110,6 +110,8 @@ class AudioAdapterConfig:
     def __post_init__(self):
         if self.layout not in AUDIO_LAYOUTS + ("multi_rate",):
             raise ConfigError(f"audio adapter config: layout must be one of {AUDIO_LAYOUTS}, got {self.layout!r}")
+        if self.order not in ("level", "tree"):
+            raise ConfigError(f"audio adapter config: order must be 'level' or 'tree', got {self.order!r}")
 
 
 class AudioAdapter(ReferenceTokenizer):

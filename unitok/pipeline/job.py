@@ -22,7 +22,8 @@ from .shards import (ERRORS_FILE, FORMAT, FORMAT_VERSION, INDEX_FILE, LOCK_FILE,
                      canonical_json, complete_shards, id_dtype, owned_paths, shard_name, write_atomic, write_shard)
 from .local import LocalEngine
 from .sources import count_records, input_facts, iter_records, resolve_inputs
-from .worker import Options, Worker, WorkerSpec, import_plugins, resolve_loader, upgrade_recorded
+from .worker import (Options, Worker, WorkerSpec, check_allowed_special, import_plugins, resolve_loader,
+                     upgrade_recorded)
 
 ENGINES = ("local", "ray")
 
@@ -345,9 +346,7 @@ def _preflight(cfg: TokenizeConfig, tok, out: Path, config: dict) -> None:
         if missing:
             raise ConfigError("cannot read the input(s) " + "; ".join(missing) + f" (nothing was written to {out})")
     Worker(tok, cfg.options)   # applies the run's limits, preprocessing and bitrate: raises on a run-wide mistake
-    allowed = cfg.options.allowed_special
-    if allowed and allowed != "all":
-        tok.encode("x", allowed_special=allowed)   # refuses a name that is not a special token of the vocabulary
+    check_allowed_special(tok, cfg.options.allowed_special)
 
 
 @contextmanager

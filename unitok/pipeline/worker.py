@@ -146,6 +146,14 @@ def _exit_with_parent() -> None:
     watch_parent()
 
 
+def check_allowed_special(tok, allowed) -> None:
+    """``--allowed-special``: every name must be a special token of the suite's text vocabulary
+    (checked once for a whole run, by encoding one character under it: the text tokenizer refuses
+    an unknown name, whichever kind it is, a service's included)."""
+    if allowed and allowed != "all":
+        tok.encode("x", allowed_special=allowed)
+
+
 def set_audio_bitrate(tok, kbps: float) -> int:
     """``--bitrate``: the suite's audio tokenizer codes with the most levels whose bitrate is at most
     ``kbps``; returns that level count. Refused by name where the suite has no audio tokenizer or

@@ -39,7 +39,7 @@ def cli_overrides(args: argparse.Namespace) -> dict:
         overrides.setdefault("train", {})["steps"] = args.steps
     if args.time_limit_min is not None:
         overrides.setdefault("train", {})["time_limit_min"] = args.time_limit_min
-    if getattr(args, "schedule", None):
+    if args.schedule:
         overrides.setdefault("train", {})["schedule"] = args.schedule
     if args.data:   # your own data: a config that trains on generated data (the tiny ones) takes it too
         overrides.setdefault("data", {}).update(train=args.data, synthetic=False)

@@ -33,9 +33,10 @@ def _typed(path: Path, section: str, key: str, value, default):
             return float(value)
         except ValueError:
             pass
-    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-    if kind is float:
+    if kind is float:   # an int is a number too; True is not
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if not ok:
         raise ConfigError(f"{path}: {section}.{key} must be {words}, got {value!r}")
     return float(value) if kind is float else value

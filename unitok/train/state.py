@@ -90,10 +90,11 @@ def warm_start(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> list[
     own = model.state_dict()
     match = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     params = dict(model.named_parameters())
-    if not params.keys() & match.keys():    # a few matching buffers (a quantizer's fixed levels) are not a start
+    # parameters only: a few matching buffers (a quantizer's fixed levels) are not a start
+    shared = sum(params[k].numel() for k in params.keys() & match.keys()) / sum(p.numel() for p in params.values())
+    if not shared:
         raise ConfigError("--init: the checkpoint shares no weights with this model's config (no parameter has "
                           "the same name and shape)")
-    shared = sum(params[k].numel() for k in params.keys() & match.keys()) / sum(p.numel() for p in params.values())
     if shared < 0.05:   # a bias or two of the same shape: another architecture, not a warm start
         raise ConfigError(f"--init: the checkpoint holds only {100 * shared:.1f}% of this model's weights (by name "
                           f"and shape); it is another architecture than the config's")
