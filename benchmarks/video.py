@@ -113,9 +113,12 @@ def _video_files(path: Path, limit: int | None) -> list[VideoClip]:
     for f in files[:limit] if limit else files:
         try:
             video = Video.open(f)
-        except UnitokError as e:
-            sys.exit(f"{f}: cannot read this video ({e})")
+        except UnitokError as e:     # one bad file is left out, said so, and the others are measured
+            print(f"{f}: left out, cannot read this video ({e})", file=sys.stderr)
+            continue
         clips.append(VideoClip(f.name, "clips", video.frames.contiguous(), Fraction(video.fps)))
+    if not clips:
+        sys.exit(f"{path}: none of its video files could be read")
     return clips
 
 

@@ -561,6 +561,10 @@ def test_video_benchmark_reads_your_own_video_files(tmp_path):
     np.save(tmp_path / "objects.npy", np.array([{"not": "clips"}], dtype=object))
     with pytest.raises(SystemExit, match="not an array of uint8 clips"):
         video_bench.load_video_heldout(tmp_path / "objects.npy")
+    (tmp_path / "c.mp4").write_bytes(b"not a video at all")           # left out, the others measured
+    assert [c.name for c in video_bench.load_video_heldout(tmp_path)] == ["a.mp4", "b.mp4"]
+    with pytest.raises(SystemExit, match="none of its video files could be read"):
+        video_bench.load_video_heldout(tmp_path / "c.mp4")
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no video files here"):
         video_bench.load_video_heldout(tmp_path / "empty")
